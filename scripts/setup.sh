@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything trtis-build, its examples and its tests need on a fresh Debian 12
+# machine: Debian packages (when run as root), then a virtual environment in .venv with
+# the project and its extras. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: compilers and build tools; image tools for `trtis-build server`.
+DEBIAN_PACKAGES=(g++ cmake ninja-build binutils)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+# tf: tensorflow-cpu; trt: the TensorRT lean runtime; server: Triton + tritonclient.
+.venv/bin/python -m pip install -q -e '.[tf,trt,server,cuda-tools,dev]' 2>&1 | grep -v "is ignored" || true
+# TensorRT C++ headers for building plugins here: no NVIDIA package ships them on PyPI;
+# kernel-lens (MIT) carries the TensorRT 10.14 headers. --no-deps: we need only the headers,
+# not its torch dependency.
+.venv/bin/python -m pip install -q --no-deps kernel-lens==2.0.1 2>&1 | grep -v "is ignored" || true
+.venv/bin/python -c "import trtis_build" # fail here, not later, if the install broke
+echo "setup: ready (.venv)"

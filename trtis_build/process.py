@@ -1,0 +1,105 @@
+"""The one place that starts processes.
+
+Every external command goes through `run()`: it logs the command, can stream output live
+(for Ninja's progress) while keeping a copy in a log file, and raises `CommandError` with
+the stage, the command, the exit code, the log path and the last lines of output.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from .errors import CommandError
+
+TAIL_LINES = 30
+
+
+@dataclass(frozen=True)
+class Completed:
+    command: list[str]
+    returncode: int
+    output: str
+
+
+def _environment(env: Mapping[str, str] | None, extra_env: Mapping[str, str] | None) -> dict[str, str]:
+    merged = dict(os.environ if env is None else env)
+    merged.update(extra_env or {})
+    return merged
+
+
+def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = None,
+        env: Mapping[str, str] | None = None, extra_env: Mapping[str, str] | None = None,
+        log_path: Path | None = None, live: bool = False, check: bool = True,
+        timeout: float | None = None, error_factory: Callable[..., CommandError] | None = None,
+        failure_message: str | None = None, hint: str | None = None,
+        echo: Callable[[str], None] | None = None) -> Completed:
+    """Run a command; stdout and stderr are merged.
+
+    live=True streams each line to `echo` (default: stderr) as it arrives.
+    """
+    argv = [os.fspath(part) for part in command]
+    full_env = _environment(env, extra_env)
+    if os.environ.get("TRTIS_BUILD_VERBOSE"):
+        print(f"+ {shlex.join(argv)}", file=sys.stderr)
+    log = open(log_path, "a", encoding="utf-8") if log_path else None
+    try:
+        if log:
+            log.write(f"$ {shlex.join(argv)}\n")
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    text=True, errors="replace", bufsize=1)
+        except FileNotFoundError as exc:
+            raise CommandError(f"cannot execute {argv[0]!r}: not found", stage=stage,
+                               command=argv, returncode=127, log_path=log_path,
+                               hint=hint or "install it or put it on PATH") from exc
+        lines: list[str] = []
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        emit = echo or (lambda text: print(text, file=sys.stderr, flush=True))
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                tail.append(line)
+                if log:
+                    log.write(line)
+                if live:
+                    emit(line.rstrip("\n"))
+            returncode = proc.wait(timeout=timeout)
+        except BaseException:
+            # Ctrl-C or timeout: never leave the child behind.
+            proc.kill()
+            proc.wait()
+            raise
+    finally:
+        if log:
+            log.close()
+    output = "".join(lines)
+    if check and returncode != 0:
+        factory = error_factory or CommandError
+        raise factory(failure_message or f"{Path(argv[0]).name} failed", stage=stage,
+                      command=argv, returncode=returncode, log_path=log_path,
+                      output_tail="".join(tail), hint=hint)
+    return Completed(argv, returncode, output)
+
+
+def capture(command: Sequence[str | os.PathLike], *, stage: str, **kwargs) -> str:
+    """Run a command and return its merged output (raises on failure)."""
+    return run(command, stage=stage, **kwargs).output
+
+
+def start(command: Sequence[str | os.PathLike], *, cwd: Path | None = None,
+          env: Mapping[str, str] | None = None, stdout=None, stderr=None) -> subprocess.Popen:
+    """Start a long-running process in its own process group (servers), so that the
+    whole group can be signalled at teardown."""
+    argv = [os.fspath(part) for part in command]
+    return subprocess.Popen(argv, cwd=cwd, env=dict(env) if env is not None else None,
+                            stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
