@@ -1,0 +1,47 @@
+"""Command line: parses arguments, calls the stages, and turns TrtisBuildError into one
+paragraph and an exit code. No traceback for a user error."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import TrtisBuildError
+
+# Each module in trtis_build/commands/ adds its subcommands with register(subparsers).
+COMMAND_MODULES = ("ops", "doctor")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trtis-build",
+        description="Build TensorFlow custom ops and TensorRT plugins into a checked bundle "
+                    "and serve them with Triton Inference Server.")
+    parser.add_argument("--version", action="version", version=f"trtis-build {__version__}")
+    parser.add_argument("-C", "--root", metavar="DIR",
+                        help="project root (default: nearest directory upwards with ops/)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f".commands.{name}", __package__).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except TrtisBuildError as error:
+        print(error.render(), file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: the previous bundle was kept", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `trtis-build ops list | head`: not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
