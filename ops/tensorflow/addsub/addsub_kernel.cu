@@ -1,80 +1,170 @@
 // CUDA kernel, compiled by nvcc without framework headers.
 //
-// The op is memory-bound (8 bytes read, 8 written per element), so the kernel is shaped for
-// bandwidth: 16-byte vector loads and stores, coalesced across a warp, several independent
-// loads in flight per thread, and a scalar path for the unaligned head/tail.
+// The op is memory-bound: per element it reads 8 bytes and writes 8, with two flops. Its
+// floor is the bytes over the device's copy bandwidth, so the kernel is shaped for that:
+//  - 16-byte (float4) loads and stores, coalesced across each warp;
+//  - kUnroll independent float4 loads per input in flight per thread before the first use;
+//  - one launch for any size: the few elements before the first 16-byte boundary and after
+//    the last are done by block 0 in the same kernel (no second launch for small tensors);
+//  - 64-bit indices and a grid capped below the gridDim.x limit with a grid-stride loop, so
+//    n above 2^31 elements works;
+//  - views whose four pointers sit at different offsets from a 16-byte boundary cannot use
+//    float4 for all of them: a scalar kernel with the same unrolling handles that case.
+//
+// The TRTIS_ADDSUB_* macros exist so that benchmarks/kernel_bench.py can sweep variants;
+// the defaults are the measured best (see benchmarks/results/).
 #include <cuda_runtime.h>
+#include <stdint.h>
 
 #include "addsub_kernel.h"
 
+#ifndef TRTIS_ADDSUB_THREADS
+#define TRTIS_ADDSUB_THREADS 256
+#endif
+#ifndef TRTIS_ADDSUB_UNROLL
+#define TRTIS_ADDSUB_UNROLL 4
+#endif
+// 1: stores with the evict-first ("streaming") hint. Off unless measured faster.
+#ifndef TRTIS_ADDSUB_STREAMING_STORES
+#define TRTIS_ADDSUB_STREAMING_STORES 0
+#endif
+
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kVectorsPerThread = 4;  // independent float4 loads in flight per input
+constexpr int kThreads = TRTIS_ADDSUB_THREADS;
+constexpr int kUnroll = TRTIS_ADDSUB_UNROLL;
+constexpr int64_t kTile = int64_t{kThreads} * kUnroll;  // vectors (or scalars) per block pass
+constexpr int64_t kMaxBlocks = 0x7fffffff;              // gridDim.x limit
 
-__global__ void AddSubVector(const float4* __restrict__ a, const float4* __restrict__ b,
-                             float4* __restrict__ sum, float4* __restrict__ diff,
-                             int64_t vectors) {
-  const int64_t first =
-      static_cast<int64_t>(blockIdx.x) * kThreads * kVectorsPerThread + threadIdx.x;
-  float4 x[kVectorsPerThread];
-  float4 y[kVectorsPerThread];
+__device__ __forceinline__ void Store(float4* p, float4 v) {
+#if TRTIS_ADDSUB_STREAMING_STORES
+  __stcs(p, v);
+#else
+  *p = v;
+#endif
+}
+
+__device__ __forceinline__ void Store(float* p, float v) {
+#if TRTIS_ADDSUB_STREAMING_STORES
+  __stcs(p, v);
+#else
+  *p = v;
+#endif
+}
+
+__device__ __forceinline__ float4 Add(float4 x, float4 y) {
+  return make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
+}
+__device__ __forceinline__ float4 Sub(float4 x, float4 y) {
+  return make_float4(x.x - y.x, x.y - y.y, x.z - y.z, x.w - y.w);
+}
+__device__ __forceinline__ float Add(float x, float y) { return x + y; }
+__device__ __forceinline__ float Sub(float x, float y) { return x - y; }
+
+// One pass of a block over kTile consecutive elements of type T (float4 or float).
+// `full` lets the compiler drop the bounds checks for every tile but the last one.
+template <typename T, bool full>
+__device__ __forceinline__ void Tile(const T* __restrict__ a, const T* __restrict__ b,
+                                     T* __restrict__ sum, T* __restrict__ diff, int64_t first,
+                                     int64_t count) {
+  T x[kUnroll];
+  T y[kUnroll];
+  // All loads first: kUnroll * 2 independent requests in flight before any arithmetic.
 #pragma unroll
-  for (int k = 0; k < kVectorsPerThread; ++k) {
-    const int64_t i = first + static_cast<int64_t>(k) * kThreads;
-    if (i < vectors) {
+  for (int k = 0; k < kUnroll; ++k) {
+    const int64_t i = first + int64_t{k} * kThreads;
+    if (full || i < count) {
       x[k] = __ldg(a + i);
       y[k] = __ldg(b + i);
     }
   }
 #pragma unroll
-  for (int k = 0; k < kVectorsPerThread; ++k) {
-    const int64_t i = first + static_cast<int64_t>(k) * kThreads;
-    if (i < vectors) {
-      sum[i] = make_float4(x[k].x + y[k].x, x[k].y + y[k].y, x[k].z + y[k].z, x[k].w + y[k].w);
-      diff[i] = make_float4(x[k].x - y[k].x, x[k].y - y[k].y, x[k].z - y[k].z, x[k].w - y[k].w);
+  for (int k = 0; k < kUnroll; ++k) {
+    const int64_t i = first + int64_t{k} * kThreads;
+    if (full || i < count) {
+      Store(sum + i, Add(x[k], y[k]));
+      Store(diff + i, Sub(x[k], y[k]));
     }
   }
 }
 
-__global__ void AddSubScalar(const float* __restrict__ a, const float* __restrict__ b,
-                             float* __restrict__ sum, float* __restrict__ diff, int64_t n) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += stride) {
-    const float x = a[i];
-    const float y = b[i];
-    sum[i] = x + y;
-    diff[i] = x - y;
+// Grid-stride over tiles of `count` elements of type T starting at the given pointers.
+template <typename T>
+__device__ __forceinline__ void Body(const T* __restrict__ a, const T* __restrict__ b,
+                                     T* __restrict__ sum, T* __restrict__ diff, int64_t count) {
+  const int64_t full_tiles = count / kTile;
+  const int64_t tiles = full_tiles + (count % kTile != 0);
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t first = tile * kTile + threadIdx.x;
+    if (tile < full_tiles) {
+      Tile<T, true>(a, b, sum, diff, first, count);
+    } else {
+      Tile<T, false>(a, b, sum, diff, first, count);
+    }
   }
 }
 
-bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+// All four pointers share one offset from a 16-byte boundary: `head` (0..3) scalars up to
+// that boundary, `vectors` float4s, then n - head - 4 * vectors (0..3) scalars.
+__global__ void __launch_bounds__(kThreads)
+    AddSubVector(const float* __restrict__ a, const float* __restrict__ b,
+                 float* __restrict__ sum, float* __restrict__ diff, int64_t head,
+                 int64_t vectors, int64_t n) {
+  if (blockIdx.x == 0 && threadIdx.x < 8) {
+    // Threads 0-3 take the head, 4-7 the tail.
+    const int t = threadIdx.x;
+    const int64_t i = t < 4 ? t : head + 4 * vectors + (t - 4);
+    if ((t < 4 && i < head) || (t >= 4 && i < n)) {
+      const float x = a[i];
+      const float y = b[i];
+      sum[i] = x + y;
+      diff[i] = x - y;
+    }
+  }
+  Body<float4>(reinterpret_cast<const float4*>(a + head),
+               reinterpret_cast<const float4*>(b + head), reinterpret_cast<float4*>(sum + head),
+               reinterpret_cast<float4*>(diff + head), vectors);
+}
 
-int64_t CeilDiv(int64_t x, int64_t y) { return (x + y - 1) / y; }
+// Pointers at different offsets from a 16-byte boundary: 4-byte accesses, still coalesced
+// and unrolled.
+__global__ void __launch_bounds__(kThreads)
+    AddSubScalar(const float* __restrict__ a, const float* __restrict__ b,
+                 float* __restrict__ sum, float* __restrict__ diff, int64_t n) {
+  Body<float>(a, b, sum, diff, n);
+}
+
+unsigned Blocks(int64_t work) {
+  const int64_t tiles = (work + kTile - 1) / kTile;
+  if (tiles < 1) return 1;
+  return static_cast<unsigned>(tiles < kMaxBlocks ? tiles : kMaxBlocks);
+}
+
+int64_t MisalignedFloats(const void* p) {
+  return static_cast<int64_t>((reinterpret_cast<uintptr_t>(p) & 15u) / sizeof(float));
+}
 
 }  // namespace
 
 extern "C" int trtis_addsub_cuda(const float* a, const float* b, float* sum, float* diff,
                                  int64_t n, void* stream_handle) {
-  if (n <= 0) return 0;
+  if (n == 0) return static_cast<int>(cudaSuccess);
+  if (n < 0 || !a || !b || !sum || !diff) return static_cast<int>(cudaErrorInvalidValue);
+  // A float pointer that is not 4-byte aligned would fault inside the kernel and poison the
+  // context; refuse it here instead.
+  const uintptr_t any_bits = reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b) |
+                             reinterpret_cast<uintptr_t>(sum) | reinterpret_cast<uintptr_t>(diff);
+  if (any_bits & 3u) return static_cast<int>(cudaErrorMisalignedAddress);
+
   cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
-  int64_t head = 0;  // elements done by the vector kernel
-  if (Aligned16(a) && Aligned16(b) && Aligned16(sum) && Aligned16(diff)) {
-    const int64_t vectors = n / 4;
-    if (vectors > 0) {
-      const int64_t blocks = CeilDiv(vectors, int64_t{kThreads} * kVectorsPerThread);
-      AddSubVector<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-          reinterpret_cast<const float4*>(a), reinterpret_cast<const float4*>(b),
-          reinterpret_cast<float4*>(sum), reinterpret_cast<float4*>(diff), vectors);
-      head = vectors * 4;
-    }
-  }
-  const int64_t rest = n - head;
-  if (rest > 0) {
-    const int64_t blocks = CeilDiv(rest, kThreads) < 4096 ? CeilDiv(rest, kThreads) : 4096;
-    AddSubScalar<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-        a + head, b + head, sum + head, diff + head, rest);
+  const int64_t offset = MisalignedFloats(a);
+  if (offset == MisalignedFloats(b) && offset == MisalignedFloats(sum) &&
+      offset == MisalignedFloats(diff)) {
+    const int64_t head = offset == 0 ? 0 : (4 - offset < n ? 4 - offset : n);
+    const int64_t vectors = (n - head) / 4;
+    AddSubVector<<<Blocks(vectors), kThreads, 0, stream>>>(a, b, sum, diff, head, vectors, n);
+  } else {
+    AddSubScalar<<<Blocks(n), kThreads, 0, stream>>>(a, b, sum, diff, n);
   }
   return static_cast<int>(cudaGetLastError());
 }
