@@ -1,0 +1,301 @@
+"""Stage 5: check what was built, write manifest.json and publish the bundle atomically.
+
+Layout: <out> is a symlink to <out-parent>/.<out-name>.versions/<id>/, where <id> is a hash
+of the manifest. A new version is assembled in a staging directory, renamed into place, and
+the symlink is swapped with one rename(2): readers see the old bundle or the new one, never
+a half-written one, and a failed or killed build leaves the old link untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__, names, process
+from .errors import BundleError, NameConflictError
+from .plan import BuildPlan, Target
+from .toolchain import JSON_MARK, PROBES, Toolchain
+
+SCHEMA = 1
+KEEP_VERSIONS = 3
+# Needed libraries a TF op library may have besides the framework: the C/C++ runtime.
+SYSTEM_LIBS = {"libc.so.6", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2",
+               "libdl.so.2", "libpthread.so.0", "librt.so.1"}
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path            # what users name (the symlink)
+    real_path: Path       # the immutable version directory
+    manifest: dict[str, Any]
+    changed: bool         # False when the bundle was already this version
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(path: Path | str) -> dict[str, Any]:
+    """The manifest of a bundle directory, validated enough for consumers to rely on."""
+    manifest_path = Path(path) / "manifest.json"
+    if not manifest_path.is_file():
+        raise BundleError(f"no bundle at {path} (manifest.json missing)", where=manifest_path,
+                          hint="build one with `trtis-build ops build` or pass the bundle directory")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as exc:
+        raise BundleError(f"manifest.json is not valid JSON: {exc}", where=manifest_path) from None
+    if manifest.get("schema") != SCHEMA:
+        raise BundleError(f"unsupported bundle schema {manifest.get('schema')!r} (expected {SCHEMA})",
+                          where=manifest_path, hint="rebuild the bundle with this trtis-build")
+    return manifest
+
+
+def write_generated_headers(plan: BuildPlan, generated_dir: Path) -> None:
+    """Per-op headers the build includes (TensorRT plugin names/versions/namespaces)."""
+    try:
+        from . import tensorrt as trt_support
+    except ImportError:
+        return
+    by_key = {op.key: op for op in plan.ops}
+    for target in plan.targets:
+        if target.framework == "tensorrt":
+            trt_support.write_plugin_config(by_key[target.key], generated_dir / "tensorrt" / target.name)
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+class _VerifyCache:
+    """Results of the slow checks, by library sha256, so an unchanged library is never
+    loaded into TensorFlow again (a no-op rebuild must not import it)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.data = json.loads(path.read_text()) if path.is_file() else {}
+        except ValueError:
+            self.data = {}
+
+    def get(self, sha: str) -> dict | None:
+        return self.data.get(sha)
+
+    def put(self, sha: str, value: dict) -> None:
+        self.data[sha] = value
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+
+def probe_tensorflow_libraries(tc: Toolchain, paths: list[Path]) -> dict[str, dict]:
+    """What each library registers, loaded in a fresh TensorFlow process."""
+    assert tc.tensorflow is not None
+    out = process.capture([tc.tensorflow.python, str(PROBES / "tf_probe.py"), "registered",
+                           *map(str, paths)], stage="bundle", extra_env={"TF_CPP_MIN_LOG_LEVEL": "3"},
+                          failure_message="loading the built libraries into TensorFlow crashed")
+    return json.loads(out.rsplit(JSON_MARK, 1)[1])
+
+
+def _probe_plugins(paths: list[Path]) -> dict[str, dict]:
+    from . import tensorrt as trt_support
+
+    return trt_support.probe_libraries(paths)
+
+
+def _cuda_archs(path: Path) -> dict[str, list[str]] | None:
+    try:
+        from . import fatbin
+    except ImportError:
+        return None
+    return fatbin.cuda_archs(path)
+
+
+def _verify(plan: BuildPlan, tc: Toolchain, built: dict[str, Path], cache: _VerifyCache) -> dict[str, dict]:
+    """Slow checks, cached by sha256: registered names vs declared, devices, CUDA archs."""
+    by_key = {op.key: op for op in plan.ops}
+    results: dict[str, dict] = {}
+    todo: dict[str, list[Target]] = {"tensorflow": [], "tensorrt": []}
+    for target in plan.targets:
+        sha = sha256_file(built[target.key])
+        cached = cache.get(sha)
+        if cached is not None:
+            results[target.key] = {**cached, "sha256": sha}
+        else:
+            todo[target.framework].append(target)
+    if todo["tensorflow"]:
+        probed = probe_tensorflow_libraries(tc, [built[t.key] for t in todo["tensorflow"]])
+        for target in todo["tensorflow"]:
+            info = probed[str(built[target.key])]
+            if "error" in info:
+                raise BundleError(f"TensorFlow cannot load {target.library}: {info['error']}",
+                                  where=by_key[target.key].directory,
+                                  hint="fix the undefined symbol or ABI mismatch; the previous bundle was kept")
+            results[target.key] = {"ops": info["ops"], "devices": info["devices"],
+                                   "outputs": info["outputs"], "plugins": []}
+    if todo["tensorrt"]:
+        probed = _probe_plugins([built[t.key] for t in todo["tensorrt"]])
+        for target in todo["tensorrt"]:
+            info = probed[str(built[target.key])]
+            if "error" in info:
+                raise BundleError(f"TensorRT cannot load {target.library}: {info['error']}",
+                                  where=by_key[target.key].directory)
+            results[target.key] = {"ops": [], "devices": {}, "plugins": info["plugins"]}
+    for target in todo["tensorflow"] + todo["tensorrt"]:
+        path = built[target.key]
+        info = results[target.key]
+        from .elf import dynamic_info
+
+        info["needed"] = dynamic_info(path)["needed"]
+        info["cuda_archs"] = _cuda_archs(path) if target.cuda else None
+        info["sha256"] = sha256_file(path)
+        cache.put(info["sha256"], {k: v for k, v in info.items() if k != "sha256"})
+    for target in plan.targets:
+        op = by_key[target.key]
+        info = results[target.key]
+        registered = info["ops"] if op.framework == "tensorflow" else [
+            str(_plugin_id(p)) for p in info["plugins"]]
+        names.compare_registered(op, registered, target.library)
+        _check_needed(target, info["needed"], tc)
+    return results
+
+
+def _plugin_id(entry: dict):
+    from .discover import PluginId
+
+    return PluginId(entry["name"], entry["version"], entry.get("namespace", ""))
+
+
+def _check_needed(target: Target, needed: list[str], tc: Toolchain) -> None:
+    allowed = set(SYSTEM_LIBS)
+    if target.framework == "tensorflow" and tc.tensorflow:
+        allowed.add(tc.tensorflow.framework_lib)
+    extra = [lib for lib in needed if lib not in allowed]
+    if extra:
+        raise BundleError(f"{target.library} needs shared libraries the server may not have: {', '.join(extra)}",
+                          hint="link them statically (CUDA runtime: static cudart is the default) "
+                               "or remove the dependency")
+
+
+# --- manifest and publishing -----------------------------------------------------------------
+
+def _library_entry(target: Target, op, info: dict, cuda_archs: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "op": op.name, "framework": op.framework, "version": op.version, "path": target.library,
+        "sha256": info["sha256"], "ops": info["ops"], "devices": info["devices"],
+        "outputs": info.get("outputs", {}),
+        "plugins": info["plugins"], "layout": op.layout,
+        "cuda_archs": list(cuda_archs) if target.cuda else [],
+        "cuda_code": info.get("cuda_archs"), "needed": info["needed"],
+    }
+
+
+def make_manifest(plan: BuildPlan, tc: Toolchain, results: dict[str, dict],
+                  harnesses: dict[str, Path]) -> dict[str, Any]:
+    by_key = {op.key: op for op in plan.ops}
+    return {
+        "schema": SCHEMA,
+        "trtis_build_version": __version__,
+        "toolchain": tc.to_manifest(),
+        "cuda": {"enabled": plan.cuda_enabled, "archs": list(plan.cuda_archs), "ptx": plan.ptx_arch},
+        "libraries": [_library_entry(t, by_key[t.key], results[t.key], plan.cuda_archs)
+                      for t in plan.targets if t.key in results],
+        "kernel_libraries": [{"op": t.name, "framework": t.framework, "path": t.harness,
+                              "sha256": sha256_file(harnesses[t.key])}
+                             for t in plan.targets if t.key in harnesses],
+        "skipped": [{"op": key, "reason": reason} for key, reason in plan.skipped],
+    }
+
+
+def _versions_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.versions"
+
+
+def _install_version(manifest: dict, files: dict[str, Path], out: Path) -> Path:
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    bundle_id = hashlib.sha256(text.encode()).hexdigest()[:16]
+    versions = _versions_dir(out)
+    final = versions / bundle_id
+    if final.is_dir() and (final / "manifest.json").is_file():
+        return final
+    staging = versions / f".staging-{bundle_id}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for relative, source in files.items():
+            destination = staging / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
+        (staging / "manifest.json").write_text(text)
+        os.replace(staging, final) if not final.exists() else shutil.rmtree(staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _point_link(out: Path, target: Path) -> bool:
+    """Make `out` a symlink to `target` with one atomic rename; True if it changed."""
+    relative = os.path.relpath(target, out.parent)
+    if out.is_symlink():
+        if os.readlink(out) == relative:
+            return False
+    elif out.exists():
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        else:
+            raise BundleError(f"{out} exists and is not a trtis-build bundle link", where=out,
+                              hint="choose another --out, or remove that directory")
+    tmp = out.parent / f".{out.name}.link-{os.getpid()}"
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(relative)
+    os.replace(tmp, out)
+    return True
+
+
+def _collect_garbage(out: Path, keep: Path) -> None:
+    versions = _versions_dir(out)
+    candidates = sorted((p for p in versions.iterdir() if p.is_dir() and p != keep),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in candidates[KEEP_VERSIONS - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def publish(plan: BuildPlan, tc: Toolchain, options, *, built_dir: Path,
+            kernels_only: bool = False) -> Bundle:
+    out = options.bundle_dir
+    out.parent.mkdir(parents=True, exist_ok=True)
+    built, harnesses, files = {}, {}, {}
+    for target in plan.targets:
+        if target.harness:
+            harnesses[target.key] = built_dir / target.harness
+            files[target.harness] = harnesses[target.key]
+        if not kernels_only:
+            built[target.key] = built_dir / target.library
+            files[target.library] = built[target.key]
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise BundleError(f"the build produced no {', '.join(missing)}",
+                          hint="run `trtis-build ops build` again; report a bug if it persists")
+    results = {}
+    if not kernels_only:
+        cache = _VerifyCache(options.build_dir / "verify-cache.json")
+        results = _verify(plan, tc, built, cache)
+        cache.save()
+    manifest = make_manifest(plan, tc, results, harnesses)
+    final = _install_version(manifest, files, out)
+    changed = _point_link(out, final)
+    os.utime(final)  # most recently used version survives garbage collection
+    _collect_garbage(out, final)
+    return Bundle(path=out, real_path=final, manifest=manifest, changed=changed)
+
+
+__all__ = ["Bundle", "publish", "read_manifest", "sha256_file", "NameConflictError"]

@@ -1,0 +1,42 @@
+"""Helpers shared by the command modules: options from arguments, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..config import Options, find_project_root, resolve_options
+
+
+def add_build_options(parser) -> None:
+    parser.add_argument("--out", dest="bundle_dir", metavar="DIR",
+                        help="bundle directory (default: build/bundle)")
+    parser.add_argument("--build-dir", metavar="DIR", help="build directory (default: build)")
+    parser.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel compile jobs")
+    parser.add_argument("--cuda-arch", metavar="LIST",
+                        help="CUDA architectures, e.g. 80,90 (default: sm_75 up to the newest "
+                             "that nvcc supports, one per major, plus PTX for the newest)")
+    parser.add_argument("--no-cuda", action="store_true", default=None,
+                        help="build CPU kernels only")
+    parser.add_argument("--tensorrt-root", metavar="DIR", help="TensorRT install (headers in include/)")
+    parser.add_argument("--python", metavar="EXE", help="Python interpreter that has TensorFlow")
+
+
+def options_from(args, **extra: Any) -> Options:
+    root = Path(args.root).resolve() if getattr(args, "root", None) else find_project_root(Path.cwd())
+    cli = {name: getattr(args, name, None)
+           for name in ("bundle_dir", "build_dir", "jobs", "cuda_arch", "no_cuda", "tensorrt_root", "python")}
+    cli.update(extra)
+    return resolve_options(root=root, env=os.environ, cli=cli)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def info(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

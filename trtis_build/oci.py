@@ -1,0 +1,395 @@
+"""OCI images with the standard library only: deterministic layers, blobs, manifests,
+image layouts, and single-file archives that both `docker load` and `podman load` accept.
+
+Reproducibility rules for every tar this module writes: entries sorted by name, mtime from
+SOURCE_DATE_EPOCH (0 when unset), owner 0:0 with empty names for our own files, fixed
+modes (0644, 0755 for executables and directories), PAX format, and a gzip stream from
+zlib with a fixed header (no file name, mtime 0). Same inputs, same bytes, same digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Callable, Iterable, Iterator, Mapping
+
+from .errors import ImageError
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME = "io.containerd.image.name"
+CHUNK = 1 << 20
+
+
+def source_date_epoch(env: Mapping[str, str] | None = None) -> int:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org) or 0: the timestamp of every entry."""
+    value = (os.environ if env is None else env).get("SOURCE_DATE_EPOCH", "0").strip() or "0"
+    try:
+        epoch = int(value)
+    except ValueError:
+        raise ImageError(f"SOURCE_DATE_EPOCH must be an integer, not {value!r}",
+                         hint="set it to a Unix time, e.g. $(git log -1 --format=%ct)") from None
+    if epoch < 0:
+        raise ImageError("SOURCE_DATE_EPOCH must not be negative")
+    return epoch
+
+
+def canonical_json(obj) -> bytes:
+    """One byte string per value: sorted keys, no spaces (digests depend on it)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    annotations: Mapping[str, str] | None = None
+    platform: Mapping[str, str] | None = None
+
+    def to_json(self) -> dict:
+        out: dict = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        if self.platform:
+            out["platform"] = dict(self.platform)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> "Descriptor":
+        try:
+            return cls(data["mediaType"], data["digest"], int(data["size"]),
+                       data.get("annotations"), data.get("platform"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ImageError(f"invalid OCI descriptor {data!r}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- layers
+
+@dataclass
+class Entry:
+    """One tar member: its header and, for regular files, how to open its data."""
+
+    info: tarfile.TarInfo
+    opener: Callable[[], BinaryIO] | None = None
+
+
+def _info(path: str, kind: bytes, mode: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(str(PurePosixPath(path.strip("/"))))
+    info.type = kind
+    info.mode = mode
+    return info
+
+
+def dir_entry(path: str, mode: int = 0o755) -> Entry:
+    return Entry(_info(path, tarfile.DIRTYPE, mode))
+
+
+def bytes_entry(path: str, data: bytes, mode: int = 0o644) -> Entry:
+    info = _info(path, tarfile.REGTYPE, mode)
+    info.size = len(data)
+    return Entry(info, lambda: io.BytesIO(data))
+
+
+def file_entry(path: str, source: Path, mode: int | None = None) -> Entry:
+    """A host file; mode 0755 if any execute bit is set on the host, else 0644."""
+    st = source.stat()
+    if mode is None:
+        mode = 0o755 if st.st_mode & 0o111 else 0o644
+    info = _info(path, tarfile.REGTYPE, mode)
+    info.size = st.st_size
+    return Entry(info, lambda: open(source, "rb"))
+
+
+def symlink_entry(path: str, target: str) -> Entry:
+    info = _info(path, tarfile.SYMTYPE, 0o777)
+    info.linkname = target
+    return Entry(info)
+
+
+def tree_entries(source: Path, prefix: str, *, skip: Callable[[Path], bool] | None = None) -> Iterator[Entry]:
+    """Every file, directory and symlink under `source`, placed under `prefix`.
+    Hard links become copies (ordering-independent); other special files are refused."""
+    yield dir_entry(prefix)
+    for path in sorted(source.rglob("*")):
+        if skip and skip(path):
+            continue
+        name = f"{prefix.strip('/')}/{path.relative_to(source).as_posix()}"
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            yield symlink_entry(name, os.readlink(path))
+        elif stat.S_ISDIR(st.st_mode):
+            yield dir_entry(name)
+        elif stat.S_ISREG(st.st_mode):
+            yield file_entry(name, path)
+        else:
+            raise ImageError(f"cannot put special file {path} into an image layer",
+                             hint="remove it from the directory being packed")
+
+
+def parent_dirs(entries: Iterable[Entry]) -> list[Entry]:
+    """Entries plus a directory entry for every parent that has none, so that layers are
+    complete on their own (some unpackers create missing parents with odd modes)."""
+    entries = list(entries)
+    present = {e.info.name for e in entries}
+    extra = []
+    for entry in entries:
+        for parent in PurePosixPath(entry.info.name).parents:
+            key = str(parent)
+            if key not in (".", "") and key not in present:
+                present.add(key)
+                extra.append(dir_entry(key))
+    return entries + extra
+
+
+class _HashingSink:
+    """tarfile writes here: hash the tar (diff_id), gzip it, hash and store the blob."""
+
+    def __init__(self, out: BinaryIO, level: int | None):
+        self.out = out
+        self.diff = hashlib.sha256()
+        self.blob = hashlib.sha256()
+        self.size = 0
+        self.raw_size = 0
+        # wbits=31: gzip container; zlib writes a fixed header (mtime 0, no name).
+        self.compressor = zlib.compressobj(level, zlib.DEFLATED, 31) if level is not None else None
+
+    def _emit(self, data: bytes) -> None:
+        if data:
+            self.blob.update(data)
+            self.out.write(data)
+            self.size += len(data)
+
+    def write(self, data: bytes) -> int:
+        self.diff.update(data)
+        self.raw_size += len(data)
+        self._emit(self.compressor.compress(data) if self.compressor else bytes(data))
+        return len(data)
+
+    def finish(self) -> None:
+        if self.compressor:
+            self._emit(self.compressor.flush())
+
+
+@dataclass(frozen=True)
+class Layer:
+    descriptor: Descriptor
+    diff_id: str
+    uncompressed_size: int
+    files: tuple[str, ...] = field(default=(), compare=False)
+
+
+def normalize(entries: Iterable[Entry], *, epoch: int, own: bool = True) -> list[Entry]:
+    """Sort by name, refuse duplicates, fix timestamps; `own`: owner 0:0 with no names
+    (files we add). Base filesystems keep their owners (own=False)."""
+    by_name: dict[str, Entry] = {}
+    for entry in entries:
+        name = entry.info.name
+        if name in by_name:
+            raise ImageError(f"two layer entries for {name!r}")
+        by_name[name] = entry
+    ordered = [by_name[name] for name in sorted(by_name, key=lambda n: n.encode())]
+    for entry in ordered:
+        info = entry.info
+        info.mtime = epoch
+        info.pax_headers = {}
+        if own:
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+    return ordered
+
+
+def write_layer(entries: Iterable[Entry], blobs_dir: Path, *, epoch: int,
+                level: int | None = 6, own: bool = True) -> Layer:
+    """Write one layer blob into `blobs_dir` (OCI blobs/sha256); returns its descriptor and
+    diff_id. level=None writes an uncompressed tar layer."""
+    ordered = normalize(entries, epoch=epoch, own=own)
+    blobs_dir.mkdir(parents=True, exist_ok=True)
+    tmp = blobs_dir / f".layer-{os.getpid()}.tmp"
+    with open(tmp, "wb") as out:
+        sink = _HashingSink(out, level)
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for entry in ordered:
+                if entry.info.isreg():
+                    assert entry.opener is not None, entry.info.name
+                    with entry.opener() as data:
+                        tar.addfile(entry.info, data)
+                else:
+                    tar.addfile(entry.info)
+        sink.finish()
+    digest = "sha256:" + sink.blob.hexdigest()
+    os.replace(tmp, blobs_dir / digest.split(":", 1)[1])
+    media = OCI_LAYER_GZIP if level is not None else OCI_LAYER
+    return Layer(Descriptor(media, digest, sink.size), "sha256:" + sink.diff.hexdigest(),
+                 sink.raw_size, tuple(e.info.name for e in ordered))
+
+
+def open_layer(path: Path, media_type: str) -> tarfile.TarFile:
+    """A layer blob as a streaming tar reader (gzip or plain, by media type or magic)."""
+    if media_type.endswith("+zstd") or media_type.endswith(".zstd"):
+        raise ImageError(f"zstd-compressed layers are not supported: {path.name}",
+                         hint="use a base image with gzip layers")
+    try:
+        return tarfile.open(path, mode="r|*")
+    except (tarfile.TarError, OSError) as exc:
+        raise ImageError(f"layer {path.name} is not a readable tar: {exc}", where=path) from None
+
+
+def layer_members(path: Path, media_type: str) -> list[tarfile.TarInfo]:
+    with open_layer(path, media_type) as tar:
+        try:
+            return list(tar)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise ImageError(f"layer {path.name} is corrupt: {exc}", where=path) from None
+
+
+# --------------------------------------------------------------------------- layouts
+
+class Layout:
+    """An OCI image layout directory (oci-layout, index.json, blobs/sha256/...)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / "blobs" / "sha256"
+
+    @classmethod
+    def create(cls, root: Path) -> "Layout":
+        layout = cls(root)
+        layout.blobs.mkdir(parents=True, exist_ok=True)
+        (layout.root / "oci-layout").write_bytes(canonical_json({"imageLayoutVersion": "1.0.0"}))
+        return layout
+
+    @classmethod
+    def open(cls, root: Path) -> "Layout":
+        layout = cls(root)
+        if not (layout.root / "oci-layout").is_file() or not (layout.root / "index.json").is_file():
+            raise ImageError(f"{root} is not an OCI image layout (no oci-layout or index.json)",
+                             where=root, hint="give a directory written by skopeo/umoci/trtis-build, "
+                                              "an archive (.tar) or a registry reference")
+        return layout
+
+    def blob_path(self, digest: str) -> Path:
+        algorithm, _, hexpart = digest.partition(":")
+        if algorithm != "sha256" or len(hexpart) != 64:
+            raise ImageError(f"unsupported digest {digest!r}")
+        return self.blobs / hexpart
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def add_bytes(self, data: bytes, media_type: str, annotations=None) -> Descriptor:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        path = self.blob_path(digest)
+        if not path.is_file():
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return Descriptor(media_type, digest, len(data), annotations)
+
+    def add_json(self, obj, media_type: str) -> Descriptor:
+        return self.add_bytes(canonical_json(obj), media_type)
+
+    def link_blob(self, source: Path, digest: str) -> None:
+        """Bring a blob from another layout: a hard link when possible (cached bases are
+        gigabytes; blobs are immutable), else a copy."""
+        target = self.blob_path(digest)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+
+    def read_blob(self, digest: str, *, limit: int = 64 << 20) -> bytes:
+        path = self.blob_path(digest)
+        try:
+            if path.stat().st_size > limit:
+                raise ImageError(f"blob {digest} is too large to read as metadata", where=path)
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ImageError(f"blob {digest} is missing from the image layout", where=self.root,
+                             hint="the layout is incomplete or corrupt; fetch the image again") from None
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise ImageError(f"blob {digest} does not match its digest (corrupt)", where=path)
+        return data
+
+    def read_json(self, digest: str) -> dict:
+        try:
+            return json.loads(self.read_blob(digest))
+        except json.JSONDecodeError as exc:
+            raise ImageError(f"blob {digest} is not valid JSON: {exc}", where=self.blob_path(digest)) from None
+
+    def index(self) -> dict:
+        try:
+            return json.loads((self.root / "index.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ImageError(f"cannot read index.json: {exc}", where=self.root) from None
+
+    def write_index(self, manifests: Iterable[Descriptor]) -> None:
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                 "manifests": [d.to_json() for d in manifests]}
+        (self.root / "index.json").write_bytes(canonical_json(index))
+
+    def find_manifest(self, ref: str | None = None, *, arch: str = "amd64") -> tuple[Descriptor, dict]:
+        """The image manifest named `ref` (annotation org.opencontainers.image.ref.name),
+        or the only one; an index or manifest list is resolved to linux/<arch>."""
+        entries = [Descriptor.from_json(m) for m in self.index().get("manifests", [])]
+        if ref:
+            named = [d for d in entries if (d.annotations or {}).get(REF_NAME) == ref]
+            if not named:
+                names = sorted({(d.annotations or {}).get(REF_NAME, "") for d in entries} - {""})
+                raise ImageError(f"no image named {ref!r} in the layout", where=self.root,
+                                 hint=f"names present: {', '.join(names) or 'none'}")
+            entries = named
+        if len(entries) != 1:
+            raise ImageError(f"the layout holds {len(entries)} images; say which one (DIR:NAME)",
+                             where=self.root)
+        return self._resolve(entries[0], arch)
+
+    def _resolve(self, desc: Descriptor, arch: str) -> tuple[Descriptor, dict]:
+        data = self.read_json(desc.digest)
+        media = data.get("mediaType", desc.media_type)
+        if media in INDEX_TYPES:
+            for item in data.get("manifests", []):
+                platform = item.get("platform") or {}
+                if platform.get("os", "linux") == "linux" and platform.get("architecture") == arch:
+                    return self._resolve(Descriptor.from_json(item), arch)
+            raise ImageError(f"the image index {desc.digest} has no linux/{arch} image", where=self.root)
+        if media not in MANIFEST_TYPES:
+            raise ImageError(f"unsupported manifest type {media!r}", where=self.root)
+        return desc, data
+
+
+def manifest_layers(manifest: Mapping) -> list[Descriptor]:
+    return [Descriptor.from_json(layer) for layer in manifest.get("layers", [])]

@@ -1,0 +1,67 @@
+"""Run as `python tf_probe.py info` or `python tf_probe.py registered LIB...`; prints JSON.
+
+info:       TensorFlow's version, include/lib dirs, compile/link flags, C++ ABI flag and the
+            names of its built-in ops (for the shadowing check before compiling).
+registered: for each library, the op names it registers and the devices with kernels.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _all_op_names():
+    from tensorflow.core.framework import op_def_pb2
+    from tensorflow.python.client import pywrap_tf_session as c_api
+
+    op_list = op_def_pb2.OpList()
+    op_list.ParseFromString(c_api.TF_GetBuffer(c_api.TF_GetAllOpList()))
+    return sorted(op.name for op in op_list.op)
+
+
+def info():
+    import tensorflow as tf
+
+    sysconfig = tf.sysconfig
+    return {
+        "version": tf.__version__,
+        "include_dir": sysconfig.get_include(),
+        "lib_dir": sysconfig.get_lib(),
+        "compile_flags": sysconfig.get_compile_flags(),
+        "link_flags": sysconfig.get_link_flags(),
+        "cxx11_abi": int(sysconfig.CXX11_ABI_FLAG),
+        "builtin_ops": _all_op_names(),
+    }
+
+
+def registered(paths):
+    from tensorflow.core.framework import op_def_pb2
+    from tensorflow.python.client import pywrap_tf_session as c_api
+    from tensorflow.python.framework import kernels
+
+    result = {}
+    for path in paths:
+        try:
+            handle = c_api.TF_LoadLibrary(path)
+        except Exception as exc:  # the library failed to load: report, don't crash
+            result[path] = {"error": str(exc).strip()}
+            continue
+        op_list = op_def_pb2.OpList()
+        op_list.ParseFromString(c_api.TF_GetOpList(handle))
+        c_api.TF_DeleteLibraryHandle(handle)
+        ops = sorted(op.name for op in op_list.op)
+        devices = {
+            name: sorted({k.device_type for k in kernels.get_registered_kernels_for_op(name).kernel})
+            for name in ops
+        }
+        result[path] = {"ops": ops, "devices": devices,
+                        "outputs": {op.name: [a.name for a in op.output_arg] for op in op_list.op}}
+    return result
+
+
+if __name__ == "__main__":
+    mode, args = sys.argv[1], sys.argv[2:]
+    payload = info() if mode == "info" else registered(args)
+    sys.stdout.write("\n@@TRTIS-JSON@@" + json.dumps(payload) + "\n")
