@@ -393,3 +393,147 @@ class Layout:
 
 def manifest_layers(manifest: Mapping) -> list[Descriptor]:
     return [Descriptor.from_json(layer) for layer in manifest.get("layers", [])]
+
+
+# --------------------------------------------------------------------------- archives
+
+def write_tar(entries: Iterable[Entry], out: BinaryIO, *, epoch: int) -> None:
+    """A plain, deterministic tar of `entries` (our own files: owner 0:0)."""
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for entry in normalize(entries, epoch=epoch):
+            if entry.info.isreg():
+                with entry.opener() as data:
+                    tar.addfile(entry.info, data)
+            else:
+                tar.addfile(entry.info)
+
+
+def image_blobs(layout: Layout, manifest: Descriptor) -> list[str]:
+    """Digests of the manifest, its config and its layers, in that order."""
+    data = layout.read_json(manifest.digest)
+    return [manifest.digest, data["config"]["digest"], *(d.digest for d in manifest_layers(data))]
+
+
+def write_archive(layout: Layout, manifest: Descriptor, out: Path, *, name: str, epoch: int) -> Path:
+    """One tar holding both an OCI layout (index.json, oci-layout, blobs/) and Docker's
+    manifest.json pointing into blobs/: the shape `docker save` writes since Docker 25.
+    `docker load` reads either part, `podman load` the manifest.json (containers/image
+    decompresses gzip layers itself), `skopeo` both (docker-archive: / oci-archive:)."""
+    data = layout.read_json(manifest.digest)
+    layers = [d.digest for d in manifest_layers(data)]
+    blob = lambda digest: f"blobs/sha256/{digest.split(':', 1)[1]}"  # noqa: E731
+    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else "latest"
+    docker_manifest = [{"Config": blob(data["config"]["digest"]), "RepoTags": [name],
+                        "Layers": [blob(d) for d in layers]}]
+    annotated = Descriptor(manifest.media_type, manifest.digest, manifest.size,
+                           {CONTAINERD_NAME: name, REF_NAME: tag})
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [annotated.to_json()]}
+    entries = [dir_entry("blobs"), dir_entry("blobs/sha256"),
+               bytes_entry("oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"})),
+               bytes_entry("index.json", canonical_json(index)),
+               bytes_entry("manifest.json", canonical_json(docker_manifest))]
+    for digest in dict.fromkeys(image_blobs(layout, manifest)):
+        entries.append(file_entry(blob(digest), layout.blob_path(digest), mode=0o644))
+    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            write_tar(entries, handle, epoch=epoch)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+_ARCHIVE_NAMES = ("oci-layout", "index.json", "manifest.json", "repositories")
+
+
+def _safe_name(name: str) -> str | None:
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts:
+        return None
+    return str(path)
+
+
+def _extract(path: Path, dest: Path) -> set[str]:
+    """Extract the regular files of an image archive (no links, nothing outside dest)."""
+    names = set()
+    try:
+        with tarfile.open(path, mode="r:*") as tar:
+            for member in tar:
+                name = _safe_name(member.name)
+                if name is None:
+                    raise ImageError(f"archive member {member.name!r} escapes the archive", where=path)
+                if not member.isreg():
+                    continue
+                target = dest / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                with open(target, "wb") as out:
+                    shutil.copyfileobj(source, out, CHUNK)
+                names.add(name)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise ImageError(f"{path} is not a readable image archive: {exc}", where=path,
+                         hint="the file is truncated or corrupt; write it again "
+                              "(docker save / podman save / trtis-build server --archive)") from None
+    return names
+
+
+def import_archive(path: Path, dest: Path) -> Layout:
+    """Turn an OCI archive or docker archive into an OCI layout at `dest` (which must not
+    exist); every blob the image references is checked against its digest."""
+    work = dest.with_name(dest.name + f".{os.getpid()}.partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        names = _extract(path, work)
+        if "oci-layout" in names and "index.json" in names:
+            layout = Layout(work)
+            desc, _ = layout.find_manifest()
+            for digest in image_blobs(layout, desc):
+                if not layout.has_blob(digest) or sha256_file(layout.blob_path(digest)) != digest:
+                    raise ImageError(f"blob {digest} is missing or corrupt in the archive", where=path)
+        elif "manifest.json" in names:
+            _docker_to_layout(path, work)
+        else:
+            raise ImageError(f"{path} holds neither an OCI layout nor a docker manifest.json",
+                             where=path, hint="give an archive from docker save, podman save, "
+                                              "skopeo copy ... docker-archive:/oci-archive: or trtis-build")
+        os.replace(work, dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Layout(dest)
+
+
+def _docker_to_layout(path: Path, work: Path) -> None:
+    try:
+        items = json.loads((work / "manifest.json").read_text())
+        item = items[0]
+        config_bytes = (work / item["Config"]).read_bytes()
+        layer_files = [work / _safe_name(name) for name in item["Layers"]]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ImageError(f"the docker manifest.json in {path} is invalid: {exc}", where=path) from None
+    layout = Layout.create(work)
+    config = layout.add_bytes(config_bytes, OCI_CONFIG)
+    layers = []
+    for file in layer_files:
+        if not file.is_file():
+            raise ImageError(f"layer {file.relative_to(work)} is missing from the archive", where=path)
+        with open(file, "rb") as handle:
+            gzipped = handle.read(2) == b"\x1f\x8b"
+        digest = sha256_file(file)
+        if not layout.has_blob(digest):
+            os.replace(file, layout.blob_path(digest))
+        media = OCI_LAYER_GZIP if gzipped else OCI_LAYER
+        layers.append(Descriptor(media, digest, layout.blob_path(digest).stat().st_size))
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.to_json(),
+                "layers": [d.to_json() for d in layers]}
+    desc = layout.add_json(manifest, OCI_MANIFEST)
+    tags = item.get("RepoTags") or []
+    ref = tags[0].rsplit(":", 1)[1] if tags and ":" in tags[0].rsplit("/", 1)[-1] else None
+    layout.write_index([Descriptor(desc.media_type, desc.digest, desc.size, {REF_NAME: ref} if ref else None)])
+    for leftover in work.iterdir():  # docker save's <id>/layer.tar, <id>.json, manifest.json
+        if leftover.name not in ("oci-layout", "index.json", "blobs"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()

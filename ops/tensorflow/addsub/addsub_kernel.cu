@@ -107,7 +107,7 @@ __device__ __forceinline__ void Body(const T* __restrict__ a, const T* __restric
 // All four pointers share one offset from a 16-byte boundary: `head` (0..3) scalars up to
 // that boundary, `vectors` float4s, then n - head - 4 * vectors (0..3) scalars.
 __global__ void __launch_bounds__(kThreads)
-    AddSubVector(const float* __restrict__ a, const float* __restrict__ b,
+    AddsubVector(const float* __restrict__ a, const float* __restrict__ b,
                  float* __restrict__ sum, float* __restrict__ diff, int64_t head,
                  int64_t vectors, int64_t n) {
   if (blockIdx.x == 0 && threadIdx.x < 8) {
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(kThreads)
 // Pointers at different offsets from a 16-byte boundary: 4-byte accesses, still coalesced
 // and unrolled.
 __global__ void __launch_bounds__(kThreads)
-    AddSubScalar(const float* __restrict__ a, const float* __restrict__ b,
+    AddsubScalar(const float* __restrict__ a, const float* __restrict__ b,
                  float* __restrict__ sum, float* __restrict__ diff, int64_t n) {
   Body<float>(a, b, sum, diff, n);
 }
@@ -162,9 +162,9 @@ extern "C" int trtis_addsub_cuda(const float* a, const float* b, float* sum, flo
       offset == MisalignedFloats(diff)) {
     const int64_t head = offset == 0 ? 0 : (4 - offset < n ? 4 - offset : n);
     const int64_t vectors = (n - head) / 4;
-    AddSubVector<<<Blocks(vectors), kThreads, 0, stream>>>(a, b, sum, diff, head, vectors, n);
+    AddsubVector<<<Blocks(vectors), kThreads, 0, stream>>>(a, b, sum, diff, head, vectors, n);
   } else {
-    AddSubScalar<<<Blocks(n), kThreads, 0, stream>>>(a, b, sum, diff, n);
+    AddsubScalar<<<Blocks(n), kThreads, 0, stream>>>(a, b, sum, diff, n);
   }
   return static_cast<int>(cudaGetLastError());
 }

@@ -1,7 +1,7 @@
 // Framework-agnostic API of the addsub kernels: plain pointers and sizes, no TensorFlow or
 // TensorRT types, so one kernel serves the TF adapter, the TensorRT plugin and the harness.
-#ifndef TRTIS_EXAMPLE_ADDSUB_KERNEL_H_
-#define TRTIS_EXAMPLE_ADDSUB_KERNEL_H_
+#ifndef TRTIS_ADDSUB_KERNEL_H_
+#define TRTIS_ADDSUB_KERNEL_H_
 
 #include <stdint.h>
 
@@ -24,4 +24,4 @@ const char* trtis_addsub_cuda_error_string(int code);
 }  // extern "C"
 #endif
 
-#endif  // TRTIS_EXAMPLE_ADDSUB_KERNEL_H_
+#endif  // TRTIS_ADDSUB_KERNEL_H_

@@ -55,9 +55,9 @@ bool PrepareOutputs(OpKernelContext* ctx, Tensor** sum, Tensor** difference) {
   return true;
 }
 
-class AddSubCpuOp : public OpKernel {
+class AddsubCpuOp : public OpKernel {
  public:
-  explicit AddSubCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit AddsubCpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
     Tensor *sum = nullptr, *difference = nullptr;
@@ -68,12 +68,12 @@ class AddSubCpuOp : public OpKernel {
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("TRTISExampleAddSub").Device(tensorflow::DEVICE_CPU), AddSubCpuOp);
+REGISTER_KERNEL_BUILDER(Name("TRTISExampleAddSub").Device(tensorflow::DEVICE_CPU), AddsubCpuOp);
 
 #if TRTIS_WITH_CUDA
-class AddSubGpuOp : public OpKernel {
+class AddsubGpuOp : public OpKernel {
  public:
-  explicit AddSubGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit AddsubGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
     Tensor *sum = nullptr, *difference = nullptr;
@@ -90,7 +90,7 @@ class AddSubGpuOp : public OpKernel {
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("TRTISExampleAddSub").Device(tensorflow::DEVICE_GPU), AddSubGpuOp);
+REGISTER_KERNEL_BUILDER(Name("TRTISExampleAddSub").Device(tensorflow::DEVICE_GPU), AddsubGpuOp);
 #endif  // TRTIS_WITH_CUDA
 
 }  // namespace

@@ -1,0 +1,432 @@
+"""`trtis-build model add`: a TensorFlow SavedModel that uses bundle ops -> a Triton model
+directory whose op libraries travel with it.
+
+    <models>/<name>/
+      config.pbtxt              the configuration for --backend (default: python)
+      configs/python.pbtxt      Python-backend runner (servers without a TF backend: 25.04+, PyPI)
+      configs/tensorflow.pbtxt  platform tensorflow_savedmodel + model_operations (<= 25.03);
+                                pick one per server with `tritonserver --model-config-name=...`
+      trtis-model.json          what was added: signature, ops, libraries, reference file
+      reference.npz             reference inputs and the outputs TensorFlow computed for them
+      1/model.py                the runner (trtis_build/server_files/savedmodel_runner.py)
+      1/model.savedmodel/       a copy of the SavedModel
+      1/ops/manifest.json       the subset of the bundle manifest this model needs
+      1/ops/tensorflow/lib<op>.so
+
+The pure part (ops used by a graph, their classification, the signature, the two
+configurations) works on plain values and protobuf messages; `add_model` is the edge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from . import __version__, process
+from .errors import TrtisBuildError
+
+VERSION = "1"
+SAVEDMODEL_DIR = "model.savedmodel"
+OPS_DIR = "ops"
+METADATA = "trtis-model.json"
+REFERENCE = "reference.npz"
+BACKENDS = ("python", "tensorflow")
+DEFAULT_SIGNATURE = "serving_default"
+RUNNER = "savedmodel_runner.py"
+
+# TensorFlow DataType enum values (tensorflow/core/framework/types.proto) -> (Triton, NumPy).
+TF_DTYPES: dict[int, tuple[str, str]] = {
+    1: ("TYPE_FP32", "float32"), 2: ("TYPE_FP64", "float64"), 3: ("TYPE_INT32", "int32"),
+    4: ("TYPE_UINT8", "uint8"), 5: ("TYPE_INT16", "int16"), 6: ("TYPE_INT8", "int8"),
+    7: ("TYPE_STRING", "object"), 9: ("TYPE_INT64", "int64"), 10: ("TYPE_BOOL", "bool"),
+    17: ("TYPE_UINT16", "uint16"), 19: ("TYPE_FP16", "float16"), 22: ("TYPE_UINT32", "uint32"),
+    23: ("TYPE_UINT64", "uint64"),
+}
+
+
+class ModelError(TrtisBuildError):
+    """A SavedModel cannot become a Triton model (unknown op, no signature, bad shape...)."""
+
+    exit_code = 11
+    stage = "model add"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    data_type: str          # Triton type, e.g. TYPE_FP32
+    numpy_dtype: str        # e.g. float32
+    shape: tuple[int, ...]  # -1 for an unknown dimension
+
+
+@dataclass(frozen=True)
+class Signature:
+    key: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+@dataclass(frozen=True)
+class OpUse:
+    """The op types a graph uses, split by where they come from."""
+
+    builtin: tuple[str, ...]
+    custom: Mapping[str, str]       # op type -> library path inside the bundle
+    libraries: tuple[dict, ...]     # the bundle manifest's entries for those libraries
+
+
+@dataclass(frozen=True)
+class AddedModel:
+    name: str
+    path: Path
+    backend: str
+    signature: Signature
+    ops: OpUse
+
+
+# ---------------------------------------------------------------- pure part
+
+def ops_used(meta_graph) -> set[str]:
+    """Every op type in a MetaGraphDef: the graph's nodes and the nodes of every function in
+    its library (tf.function bodies live there). Calls of library functions by name are
+    function calls, not op types, and are left out."""
+    graph = meta_graph.graph_def
+    functions = {function.signature.name for function in graph.library.function}
+    used = {node.op for node in graph.node}
+    for function in graph.library.function:
+        used.update(node.op for node in function.node_def)
+    return used - functions
+
+
+def classify_ops(used: Iterable[str], manifest: Mapping[str, Any],
+                 is_builtin: Callable[[str], bool], *, bundle: str = "the bundle") -> OpUse:
+    """Map op types to bundle libraries first (so a process that already loaded the bundle
+    does not mistake its ops for built-ins), then to TensorFlow's registry. An op type in
+    neither is a ModelError naming it."""
+    by_op: dict[str, dict] = {}
+    for library in manifest.get("libraries", []):
+        if library.get("framework") == "tensorflow":
+            for op in library.get("ops", []):
+                by_op[op] = library
+    custom: dict[str, str] = {}
+    builtin, unknown = [], []
+    for op in sorted(set(used)):
+        if op in by_op:
+            custom[op] = by_op[op]["path"]
+        elif is_builtin(op):
+            builtin.append(op)
+        else:
+            unknown.append(op)
+    if unknown:
+        raise ModelError(
+            f"the SavedModel uses op type(s) {', '.join(unknown)} that are neither TensorFlow "
+            f"built-ins nor provided by {bundle}",
+            hint="add the op under ops/tensorflow/<name> (list it in op.toml `ops`), run "
+                 "`trtis-build ops build`, or pass --bundle with the bundle that has it")
+    paths = sorted(set(custom.values()))
+    libraries = tuple(next(lib for lib in by_op.values() if lib["path"] == path) for path in paths)
+    return OpUse(builtin=tuple(builtin), custom=custom, libraries=libraries)
+
+
+def _tensor_spec(name: str, info, where: str) -> TensorSpec:
+    if info.dtype not in TF_DTYPES:
+        raise ModelError(f"signature tensor {name!r} has TensorFlow dtype enum {info.dtype}, "
+                         "which has no Triton equivalent here", where=where)
+    if info.tensor_shape.unknown_rank:
+        raise ModelError(f"signature tensor {name!r} has an unknown rank; Triton needs one",
+                         where=where, hint="give the tf.function an input_signature with a shape, "
+                                           "e.g. tf.TensorSpec([None], tf.float32)")
+    data_type, numpy_dtype = TF_DTYPES[info.dtype]
+    shape = tuple(int(dim.size) if dim.size >= 0 else -1 for dim in info.tensor_shape.dim)
+    return TensorSpec(name, data_type, numpy_dtype, shape)
+
+
+def signature_from_meta_graph(meta_graph, key: str = DEFAULT_SIGNATURE, *, where: str = "") -> Signature:
+    if key not in meta_graph.signature_def:
+        found = ", ".join(sorted(meta_graph.signature_def)) or "none"
+        raise ModelError(f"the SavedModel has no signature {key!r} (it has: {found})", where=where,
+                         hint="save it with signatures={'serving_default': fn} or pass --signature")
+    signature = meta_graph.signature_def[key]
+    inputs = tuple(_tensor_spec(n, signature.inputs[n], where) for n in sorted(signature.inputs))
+    outputs = tuple(_tensor_spec(n, signature.outputs[n], where) for n in sorted(signature.outputs))
+    if not inputs or not outputs:
+        raise ModelError(f"signature {key!r} has no inputs or no outputs", where=where)
+    return Signature(key, inputs, outputs)
+
+
+def config_dims(spec: TensorSpec, max_batch_size: int) -> tuple[int, ...]:
+    """Triton dims: without batching the full shape; with batching the shape without its
+    first dimension, which must then be unknown (-1) in the signature."""
+    if max_batch_size <= 0:
+        return spec.shape if spec.shape else (1,)
+    if not spec.shape or spec.shape[0] != -1:
+        raise ModelError(f"--max-batch-size needs a batch dimension: tensor {spec.name!r} has "
+                         f"shape {list(spec.shape)}, whose first dimension is not None",
+                         hint="drop --max-batch-size, or save the model with a leading None dimension")
+    return spec.shape[1:] if len(spec.shape) > 1 else (1,)
+
+
+def _io_block(kind: str, specs: Iterable[TensorSpec], max_batch_size: int) -> list[str]:
+    lines = [f"{kind} ["]
+    entries = []
+    for spec in specs:
+        dims = ", ".join(str(d) for d in config_dims(spec, max_batch_size))
+        entries.append(f'  {{\n    name: "{spec.name}"\n    data_type: {spec.data_type}\n'
+                       f"    dims: [ {dims} ]\n  }}")
+    lines.append(",\n".join(entries))
+    lines.append("]")
+    return lines
+
+
+def python_config(name: str, signature: Signature, max_batch_size: int) -> str:
+    """config.pbtxt for the Python-backend runner."""
+    lines = [f'name: "{name}"', 'backend: "python"', f"max_batch_size: {max_batch_size}"]
+    lines += _io_block("input", signature.inputs, max_batch_size)
+    lines += _io_block("output", signature.outputs, max_batch_size)
+    # One CPU-kind instance: TensorFlow inside the stub still uses the GPUs it sees; KIND_GPU
+    # would start one stub (and one TensorFlow) per GPU.
+    lines += ["instance_group [", "  {", "    kind: KIND_CPU", "    count: 1", "  }", "]",
+              "parameters {", '  key: "SIGNATURE_DEF"',
+              f'  value {{ string_value: "{signature.key}" }}', "}"]
+    return "\n".join(lines) + "\n"
+
+
+def tensorflow_config(name: str, signature: Signature, max_batch_size: int,
+                      op_libraries: Iterable[str]) -> str:
+    """config.pbtxt for Triton's TensorFlow backend (servers up to 25.03). The backend
+    dlopens op_library_filename as given, so the paths are absolute as the server sees them."""
+    lines = [f'name: "{name}"', 'platform: "tensorflow_savedmodel"',
+             f"max_batch_size: {max_batch_size}"]
+    lines += _io_block("input", signature.inputs, max_batch_size)
+    lines += _io_block("output", signature.outputs, max_batch_size)
+    libraries = list(op_libraries)
+    if libraries:
+        lines.append("model_operations {")
+        lines += [f'  op_library_filename: "{path}"' for path in libraries]
+        lines.append("}")
+    lines += ["parameters {", '  key: "TF_SIGNATURE_DEF"',
+              f'  value {{ string_value: "{signature.key}" }}', "}"]
+    return "\n".join(lines) + "\n"
+
+
+def model_manifest(manifest: Mapping[str, Any], libraries: Iterable[dict], source: str) -> dict:
+    """The bundle manifest cut down to the libraries one model needs (same schema, so
+    trtis_build.load_bundle and the runner read it alike)."""
+    keep = ("schema", "trtis_build_version", "toolchain", "cuda")
+    subset = {key: manifest[key] for key in keep if key in manifest}
+    subset["libraries"] = [dict(library) for library in libraries]
+    subset["kernel_libraries"] = []
+    subset["source_bundle"] = source
+    return subset
+
+
+def reference_inputs(signature: Signature, max_batch_size: int, *, length: int = 8, seed: int = 0):
+    """Deterministic inputs for the signature: unknown dimensions become `length` (the batch
+    dimension becomes 2); floats are normal, integers small, strings fixed."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for spec in signature.inputs:
+        dims = [length if d == -1 else d for d in spec.shape]
+        if max_batch_size > 0:
+            dims[0] = min(2, max_batch_size)
+        dtype = np.dtype(spec.numpy_dtype)
+        if dtype.kind == "f":
+            value = rng.standard_normal(dims).astype(dtype)
+        elif dtype.kind in "iu":
+            value = rng.integers(0 if dtype.kind == "u" else -10, 10, size=dims).astype(dtype)
+        elif dtype.kind == "b":
+            value = rng.random(dims) < 0.5
+        else:
+            value = np.full(dims, b"trtis", dtype=object)
+        arrays[spec.name] = value
+    return arrays
+
+
+# ---------------------------------------------------------------- edges
+
+def read_manifest(bundle_dir: Path) -> dict:
+    path = bundle_dir / "manifest.json"
+    if not path.is_file():
+        raise ModelError(f"no bundle manifest at {path}", where=bundle_dir,
+                         hint="run `trtis-build ops build`, or pass --bundle DIR")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ModelError(f"bundle manifest is not valid JSON: {exc}", where=path,
+                         hint="rebuild the bundle with `trtis-build ops build`") from None
+    if manifest.get("schema") != 1 or not isinstance(manifest.get("libraries"), list):
+        raise ModelError("bundle manifest has an unknown schema", where=path,
+                         hint="rebuild the bundle with this trtis-build version")
+    return manifest
+
+
+def read_savedmodel(savedmodel: Path):
+    """Parse saved_model.pb with TensorFlow's protobuf classes; returns the serving MetaGraphDef."""
+    pb = savedmodel / "saved_model.pb"
+    if not pb.is_file():
+        hint = "saved_model.pbtxt is not supported; re-save it" if (savedmodel / "saved_model.pbtxt").exists() \
+            else "pass the directory tf.saved_model.save wrote"
+        raise ModelError(f"{savedmodel} is not a SavedModel (no saved_model.pb)", where=savedmodel, hint=hint)
+    try:
+        from tensorflow.core.protobuf import saved_model_pb2
+    except ImportError:
+        raise ModelError("TensorFlow is not installed", hint="pip install 'trtis-build[tf]'") from None
+    from google.protobuf.message import DecodeError
+
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString(pb.read_bytes())
+    except DecodeError as exc:
+        raise ModelError(f"saved_model.pb cannot be parsed: {exc}", where=pb) from None
+    for meta_graph in proto.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return meta_graph
+    raise ModelError("the SavedModel has no MetaGraph tagged 'serve'", where=pb)
+
+
+def _is_tf_builtin(op: str) -> bool:
+    from tensorflow.python.framework import op_def_registry
+
+    return op_def_registry.get(op) is not None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _copy_libraries(bundle_dir: Path, libraries: Iterable[dict], ops_dir: Path) -> None:
+    for library in libraries:
+        source = bundle_dir / library["path"]
+        if not source.is_file():
+            raise ModelError(f"bundle library {library['path']} is missing", where=source,
+                             hint="rebuild the bundle with `trtis-build ops build`")
+        if library.get("sha256") and _sha256(source) != library["sha256"]:
+            raise ModelError(f"{source} does not match the sha256 in its manifest", where=source,
+                             hint="the bundle was changed after it was built; rebuild it")
+        target = ops_dir / library["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def _compute_reference(version_dir: Path, model_dir: Path, signature: Signature,
+                       max_batch_size: int, python: str) -> None:
+    """Run the runner itself in a fresh interpreter: it loads the copied libraries through its
+    guard and the SavedModel exactly as the server will, and writes the outputs."""
+    import numpy as np
+
+    reference = model_dir / REFERENCE
+    inputs = reference_inputs(signature, max_batch_size)
+    np.savez(reference, **{f"input:{name}": value for name, value in inputs.items()})
+    process.run([python, version_dir / "model.py", "--reference", reference,
+                 "--signature", signature.key], stage="model add",
+                extra_env={"TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300,
+                failure_message="the model does not run in TensorFlow with its copied op libraries",
+                hint="see the last output above; fix the op or the SavedModel and re-run")
+    with np.load(reference, allow_pickle=False) as data:
+        missing = [s.name for s in signature.outputs if f"output:{s.name}" not in data.files]
+    if missing:
+        raise ModelError(f"running the model produced no output(s) {', '.join(missing)}",
+                         where=reference)
+
+
+def add_model(name: str, savedmodel: Path, *, models_dir: Path, bundle_dir: Path | None = None,
+              max_batch_size: int = 0, backend: str = "python", signature_key: str = DEFAULT_SIGNATURE,
+              server_models_dir: str | None = None, python: str | None = None,
+              force: bool = False, reference: bool = True) -> AddedModel:
+    """Turn `savedmodel` into <models_dir>/<name>; atomic: a failure leaves no half model."""
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
+    if not name or "/" in name or name.startswith("."):
+        raise ModelError(f"invalid model name {name!r}", hint="use letters, digits, _ and -")
+    savedmodel = Path(savedmodel).resolve()
+    models_dir = Path(models_dir).resolve()
+    target = models_dir / name
+    if target.exists() and not force:
+        raise ModelError(f"model {name!r} already exists", where=target, hint="pass --force to replace it")
+    if bundle_dir is None:
+        from .config import find_project_root
+
+        bundle_dir = find_project_root(Path.cwd()) / "build" / "bundle"
+    bundle_dir = Path(bundle_dir).resolve()
+
+    meta_graph = read_savedmodel(savedmodel)
+    signature = signature_from_meta_graph(meta_graph, signature_key, where=str(savedmodel))
+    for spec in (*signature.inputs, *signature.outputs):
+        config_dims(spec, max_batch_size)  # fails early with a clear message
+    used = ops_used(meta_graph)
+    if (bundle_dir / "manifest.json").is_file():
+        manifest, where = read_manifest(bundle_dir), f"the bundle {bundle_dir}"
+    else:  # fine for a model of built-ins; otherwise classify_ops names the missing ops
+        manifest, where = {"libraries": []}, f"any bundle (none at {bundle_dir})"
+    ops = classify_ops(used, manifest, _is_tf_builtin, bundle=where)
+
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.adding-", dir=models_dir))
+    try:
+        version_dir = staging / VERSION
+        version_dir.mkdir()
+        shutil.copytree(savedmodel, version_dir / SAVEDMODEL_DIR)
+        runner = resources.files("trtis_build").joinpath("server_files", RUNNER)
+        (version_dir / "model.py").write_text(runner.read_text())
+        if ops.libraries:
+            _copy_libraries(bundle_dir, ops.libraries, version_dir / OPS_DIR)
+            (version_dir / OPS_DIR / "manifest.json").write_text(
+                json.dumps(model_manifest(manifest, ops.libraries, str(bundle_dir)), indent=2) + "\n")
+        server_root = server_models_dir or str(models_dir)
+        op_paths = [f"{server_root}/{name}/{VERSION}/{OPS_DIR}/{lib['path']}" for lib in ops.libraries]
+        configs = {"python": python_config(name, signature, max_batch_size),
+                   "tensorflow": tensorflow_config(name, signature, max_batch_size, op_paths)}
+        (staging / "configs").mkdir()
+        for key, text in configs.items():
+            (staging / "configs" / f"{key}.pbtxt").write_text(text)
+        (staging / "config.pbtxt").write_text(configs[backend])
+        metadata = {
+            "schema": 1, "trtis_build_version": __version__, "name": name, "backend": backend,
+            "source": str(savedmodel), "max_batch_size": max_batch_size,
+            "signature": asdict(signature),
+            "ops": {"builtin": list(ops.builtin), "custom": dict(ops.custom)},
+            "reference": REFERENCE if reference else None,
+        }
+        (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+        if reference:
+            _compute_reference(version_dir, staging, signature, max_batch_size,
+                               python or sys.executable)
+        _publish(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return AddedModel(name, target, backend, signature, ops)
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Swap the staged model into place; the old one (with --force) goes only after."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_metadata(model_dir: Path) -> dict | None:
+    path = model_dir / METADATA
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None

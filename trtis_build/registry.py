@@ -1,0 +1,315 @@
+"""A small OCI distribution (registry v2) client on urllib: enough to append a layer to a
+base image that already sits in a registry without downloading the base's layers (what
+`crane append` does), and to push a local layout byte for byte (digests kept).
+
+Auth: anonymous, HTTP basic, or bearer tokens (the WWW-Authenticate challenge), with
+credentials from the files docker and skopeo/podman write: $REGISTRY_AUTH_FILE,
+$XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json.
+Credential helpers (credsStore/credHelpers) are not run: log in with `skopeo login`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ImageError
+from .oci import DOCKER_LIST, DOCKER_MANIFEST, INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+ACCEPT = ", ".join((OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST))
+_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """registry/repository[:tag][@digest], normalised like docker does."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def reference(self) -> str:
+        return self.digest or self.tag or "latest"
+
+    def __str__(self) -> str:
+        text = f"{self.registry}/{self.repository}"
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+    def with_tag(self, tag: str) -> "Reference":
+        return Reference(self.registry, self.repository, tag, None)
+
+
+def parse_reference(text: str) -> Reference:
+    """Parse an image reference; raises ImageError saying what is wrong with it."""
+    original = text
+    text = text.removeprefix("docker://")
+    digest = None
+    if "@" in text:
+        text, digest = text.split("@", 1)
+        if not _DIGEST.match(digest):
+            raise ImageError(f"invalid digest in image reference {original!r}",
+                             hint="digests look like sha256:<64 hex digits>")
+    tag = None
+    last = text.rsplit("/", 1)[-1]
+    if ":" in last:
+        text, tag = text.rsplit(":", 1)
+        if not _TAG.match(tag):
+            raise ImageError(f"invalid tag {tag!r} in image reference {original!r}")
+    first, _, rest = text.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        registry, repository = first, rest
+    else:
+        registry, repository = DOCKER_HUB, text
+        if "/" not in repository:
+            repository = f"library/{repository}"
+    if not repository or not _NAME.match(repository):
+        raise ImageError(f"{original!r} is not a valid image reference",
+                         hint="use REGISTRY/NAME[:TAG], e.g. nvcr.io/nvidia/tritonserver:24.10-py3 "
+                              "or localhost:5000/triton-ops:1 (lower-case names)")
+    if tag is None and digest is None:
+        tag = "latest"
+    return Reference(registry, repository, tag, digest)
+
+
+def _auth_files(env: Mapping[str, str]) -> list[Path]:
+    files = []
+    if env.get("REGISTRY_AUTH_FILE"):
+        files.append(Path(env["REGISTRY_AUTH_FILE"]))
+    if env.get("XDG_RUNTIME_DIR"):
+        files.append(Path(env["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
+    if env.get("DOCKER_CONFIG"):
+        files.append(Path(env["DOCKER_CONFIG"]) / "config.json")
+    files.append(Path(env.get("HOME", str(Path.home()))) / ".docker" / "config.json")
+    return files
+
+
+def credentials(registry: str, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """(user, password) for `registry` from the first auth file that has an entry."""
+    env = os.environ if env is None else env
+    keys = {registry, f"https://{registry}", f"http://{registry}"}
+    if registry == DOCKER_HUB:
+        keys |= {"https://index.docker.io/v1/", "index.docker.io", DOCKER_HUB_API}
+    for path in _auth_files(env):
+        try:
+            auths = json.loads(path.read_text()).get("auths", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        for key, entry in auths.items():
+            if key.rstrip("/") in keys or key in keys:
+                token = (entry or {}).get("auth")
+                if token:
+                    user, _, password = base64.b64decode(token).decode().partition(":")
+                    return user, password
+    return None
+
+
+def _challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, params = header.partition(" ")
+    return scheme.lower(), dict(re.findall(r'(\w+)="([^"]*)"', params))
+
+
+class _NoRedirectOnPut(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        # Blob GETs may redirect to storage (S3, CDN); keep the method and drop auth there.
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+            new.remove_header("Authorization")
+        return new
+
+
+class Registry:
+    """One registry host. `insecure`: plain HTTP (default for loopback addresses)."""
+
+    def __init__(self, host: str, *, insecure: bool | None = None, env: Mapping[str, str] | None = None,
+                 timeout: float = 60.0):
+        self.host = host
+        api = DOCKER_HUB_API if host == DOCKER_HUB else host
+        if insecure is None:
+            insecure = api.split(":")[0] in ("localhost", "127.0.0.1") or api.startswith("[::1]")
+        self.base = f"{'http' if insecure else 'https'}://{api}"
+        self.creds = credentials(host, env)
+        self.timeout = timeout
+        self.tokens: dict[str, str] = {}
+        self.opener = urllib.request.build_opener(_NoRedirectOnPut())
+        self.requests: list[tuple[str, str]] = []  # (method, path): what this client asked for
+
+    # -- plumbing
+    def _authorize(self, challenge: str, scope_key: str) -> str | None:
+        scheme, params = _challenge(challenge)
+        if scheme == "basic":
+            if not self.creds:
+                return None
+            return "Basic " + base64.b64encode(":".join(self.creds).encode()).decode()
+        if scheme != "bearer" or "realm" not in params:
+            return None
+        if scope_key in self.tokens:
+            return self.tokens[scope_key]
+        query = [("service", params["service"])] if "service" in params else []
+        query += [("scope", scope) for scope in params.get("scope", "").split()]
+        url = params["realm"] + "?" + urllib.parse.urlencode(query)
+        request = urllib.request.Request(url)
+        if self.creds:
+            request.add_header("Authorization", "Basic " + base64.b64encode(":".join(self.creds).encode()).decode())
+        try:
+            with self.opener.open(request, timeout=self.timeout) as response:
+                body = json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise ImageError(f"cannot get a token from {params['realm']}: {exc}", where=self.host,
+                             hint=f"log in first: skopeo login {self.host}") from None
+        token = body.get("token") or body.get("access_token")
+        self.tokens[scope_key] = f"Bearer {token}" if token else None
+        return self.tokens[scope_key]
+
+    def request(self, method: str, path: str, *, headers: Mapping[str, str] | None = None,
+                data=None, ok=(200,), scope: str = "") -> tuple[int, Mapping[str, str], bytes]:
+        url = path if path.startswith("http") else self.base + path
+        self.requests.append((method, urllib.parse.urlsplit(url).path))
+        auth = self.tokens.get(scope)
+        for attempt in range(2):
+            request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+            if auth:
+                request.add_header("Authorization", auth)
+            try:
+                with self.opener.open(request, timeout=self.timeout) as response:
+                    return response.status, response.headers, response.read()
+            except urllib.error.HTTPError as error:
+                body = error.read()
+                if error.code == 401 and attempt == 0 and error.headers.get("WWW-Authenticate"):
+                    auth = self._authorize(error.headers["WWW-Authenticate"], scope)
+                    if auth:
+                        if hasattr(data, "seek"):
+                            data.seek(0)
+                        continue
+                if error.code in ok:
+                    return error.code, error.headers, body
+                raise self._http_error(method, url, error.code, body) from None
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise ImageError(f"cannot reach registry {self.host}: {reason}", where=url,
+                                 hint="check the registry address and that it is running; a registry "
+                                      "without TLS needs --insecure-registry") from None
+        raise ImageError(f"access to {url} denied", where=self.host,
+                         hint=f"log in with `skopeo login {self.host}` or `docker login {self.host}`")
+
+    def _http_error(self, method: str, url: str, code: int, body: bytes) -> ImageError:
+        try:
+            detail = "; ".join(e.get("message", "") for e in json.loads(body).get("errors", []))
+        except (ValueError, AttributeError):
+            detail = body[:200].decode(errors="replace")
+        if code in (401, 403):
+            return ImageError(f"registry {self.host} refused {method} {url} ({code}: {detail})",
+                              where=self.host, hint=f"log in with `skopeo login {self.host}` and check "
+                                                    "that the account may push to this repository")
+        if code == 404:
+            return ImageError(f"not found in registry {self.host}: {url} ({detail})", where=url,
+                              hint="check the image name and tag (skopeo list-tags docker://REPO)")
+        return ImageError(f"registry {self.host} answered {code} to {method} {url}: {detail}", where=url)
+
+    # -- API
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
+        """(bytes, media type, digest) of a manifest or index."""
+        _, headers, body = self.request("GET", f"/v2/{repository}/manifests/{reference}",
+                                        headers={"Accept": ACCEPT}, scope=f"{repository}:pull")
+        media = headers.get("Content-Type", "").split(";")[0] or json.loads(body).get("mediaType", "")
+        return body, media, "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def resolve_image(self, repository: str, reference: str, arch: str = "amd64") -> tuple[bytes, str, str]:
+        """Follow an index / manifest list to the linux/<arch> image manifest."""
+        body, media, digest = self.get_manifest(repository, reference)
+        if media in INDEX_TYPES:
+            for item in json.loads(body).get("manifests", []):
+                platform = item.get("platform") or {}
+                if platform.get("os") == "linux" and platform.get("architecture") == arch:
+                    return self.get_manifest(repository, item["digest"])
+            raise ImageError(f"{self.host}/{repository}:{reference} has no linux/{arch} image")
+        return body, media, digest
+
+    def get_blob(self, repository: str, digest: str) -> bytes:
+        _, _, body = self.request("GET", f"/v2/{repository}/blobs/{digest}", scope=f"{repository}:pull")
+        return body
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        status, _, _ = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", ok=(200, 404),
+                                    scope=f"{repository}:push,pull")
+        return status == 200
+
+    def mount_blob(self, repository: str, digest: str, source: str) -> bool:
+        """Cross-repository mount (no data moves); False when the registry declines."""
+        query = urllib.parse.urlencode({"mount": digest, "from": source})
+        status, headers, _ = self.request("POST", f"/v2/{repository}/blobs/uploads/?{query}",
+                                          ok=(201, 202), scope=f"{repository}:push,pull;{source}:pull",
+                                          headers={"Content-Length": "0"}, data=b"")
+        if status == 202 and headers.get("Location"):  # an upload session we do not need
+            try:
+                self.request("DELETE", self._absolute(headers["Location"]), ok=(204, 404, 405),
+                             scope=f"{repository}:push,pull;{source}:pull")
+            except ImageError:
+                pass
+        return status == 201
+
+    def _absolute(self, location: str) -> str:
+        return urllib.parse.urljoin(self.base + "/", location)
+
+    def upload_blob(self, repository: str, digest: str, path: Path) -> None:
+        """Monolithic upload: POST for a session, PUT the bytes with ?digest=."""
+        scope = f"{repository}:push,pull"
+        _, headers, _ = self.request("POST", f"/v2/{repository}/blobs/uploads/", ok=(202,), scope=scope,
+                                     headers={"Content-Length": "0"}, data=b"")
+        location = self._absolute(headers["Location"])
+        sep = "&" if "?" in location else "?"
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            self.request("PUT", f"{location}{sep}digest={urllib.parse.quote(digest)}", ok=(201,), scope=scope,
+                         headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                         data=handle)
+
+    def put_manifest(self, repository: str, tag: str, body: bytes, media_type: str) -> str:
+        _, headers, _ = self.request("PUT", f"/v2/{repository}/manifests/{tag}", ok=(201,),
+                                     headers={"Content-Type": media_type}, data=body,
+                                     scope=f"{repository}:push,pull")
+        return headers.get("Docker-Content-Digest", "")
+
+
+def push_blobs(client: Registry, repository: str, blobs: list[tuple[Descriptor, Path | None]],
+               *, mount_from: str | None = None, log=None) -> dict[str, str]:
+    """Make every blob present in `repository`: already there, mounted from `mount_from`
+    (same registry), or uploaded from its local path. Returns digest -> how."""
+    done: dict[str, str] = {}
+    for desc, path in blobs:
+        if desc.digest in done:
+            continue
+        if client.has_blob(repository, desc.digest):
+            how = "present"
+        elif mount_from and mount_from != repository and client.mount_blob(repository, desc.digest, mount_from):
+            how = "mounted"
+        elif path is not None and path.is_file():
+            client.upload_blob(repository, desc.digest, path)
+            how = "uploaded"
+        else:
+            raise ImageError(f"blob {desc.digest} is neither in {client.host}/{repository} nor available "
+                             "locally, and could not be mounted", where=client.host,
+                             hint="push without remote append: give --out so the base is fetched first")
+        done[desc.digest] = how
+        if log:
+            log(f"  {how:8} {desc.digest[:19]} ({desc.size:,} bytes)")
+    return done

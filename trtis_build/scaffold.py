@@ -1,0 +1,100 @@
+"""`trtis-build ops add NAME`: create ops/<framework>/NAME from the templates in
+trtis_build/templates/<framework>/.
+
+Templates are plain files with {{tokens}}; file names may hold tokens too. The op is written
+to a temporary directory and renamed into place, so a failure leaves nothing behind and an
+existing directory is never touched."""
+
+from __future__ import annotations
+
+import keyword
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from .discover import TF_OP_NAME, discover
+from .errors import ScaffoldError, TrtisBuildError
+
+TEMPLATES = Path(__file__).parent / "templates"
+# Files only a CUDA op has; --no-cuda leaves them out.
+CUDA_ONLY_SUFFIXES = (".cu",)
+
+
+def camel_case(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+
+
+def validate_name(name: str) -> None:
+    if not name:
+        raise ScaffoldError("the op name is empty", hint="give a name such as `addsub`")
+    if "/" in name or "\\" in name or name in (".", "..") or ".." in name:
+        raise ScaffoldError(f"op name {name!r} contains a path separator or '..'",
+                            hint="give a bare name such as `addsub`; the directory is chosen for you")
+    if not name.isidentifier() or keyword.iskeyword(name) or not name.isascii():
+        raise ScaffoldError(f"op name {name!r} is not a valid identifier",
+                            hint="use lower-case ASCII letters, digits and '_', starting with a letter")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ScaffoldError(f"op name {name!r} must be lower-case (it names a directory, a library "
+                            "and C symbols)", hint=f"try {name.lower()!r}")
+
+
+def tokens(name: str, op_name: str) -> dict[str, str]:
+    return {"{{name}}": name, "{{Name}}": camel_case(name), "{{NAME_UPPER}}": name.upper(),
+            "{{OP_NAME}}": op_name, "{{PLUGIN_NAME}}": op_name}
+
+
+def render(text: str, values: dict[str, str]) -> str:
+    for token, value in values.items():
+        text = text.replace(token, value)
+    return text
+
+
+def render_template(framework: str, name: str, op_name: str, *, cuda: bool = True) -> dict[str, str]:
+    """File name -> content of the op directory the template produces."""
+    template_dir = TEMPLATES / framework
+    values = tokens(name, op_name)
+    files = {}
+    for path in sorted(template_dir.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        target = render(path.name.removesuffix(".in"), values)
+        if not cuda and target.endswith(CUDA_ONLY_SUFFIXES):
+            continue
+        files[target] = render(path.read_text(), values)
+    return files
+
+
+def scaffold(root: Path, name: str, *, framework: str = "tensorflow", cuda: bool = True,
+             op_name: str | None = None) -> Path:
+    validate_name(name)
+    op_name = op_name or camel_case(name)
+    if not TF_OP_NAME.match(op_name):
+        raise ScaffoldError(f"registered name {op_name!r} is not valid",
+                            hint="start with an upper-case letter, then letters, digits or _")
+    destination = root / "ops" / framework / name
+    if destination.exists() or destination.is_symlink():
+        raise ScaffoldError(f"{destination} already exists; nothing was written",
+                            where=destination, hint="choose another name or remove that directory")
+    try:
+        existing = discover(root)
+    except TrtisBuildError:
+        existing = []  # a broken neighbour must not block creating a new op
+    for op in existing:
+        if op_name in op.tf_ops or any(p.name == op_name for p in op.plugins):
+            raise ScaffoldError(f"{op_name!r} is already registered by {op.key}", where=op.op_toml,
+                                hint="pass --op-name with another name")
+    files = render_template(framework, name, op_name, cuda=cuda)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=destination.parent))
+    try:
+        for file_name, content in files.items():
+            (staging / file_name).write_text(content)
+        staging.chmod(0o755)
+        os.rename(staging, destination)  # fails, rather than merges, if it appeared meanwhile
+    except OSError as exc:
+        raise ScaffoldError(f"could not create {destination}: {exc}", where=destination) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return destination
