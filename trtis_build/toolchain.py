@@ -145,11 +145,14 @@ def _locate(env: Mapping[str, str], python: str, tensorrt_root: Path | None) -> 
 
 
 def _find_nvcc(env: Mapping[str, str]) -> str | None:
+    """CUDACXX, then CUDA_HOME/CUDA_PATH (explicit: no fallback when set), then PATH, then
+    /usr/local/cuda."""
     if env.get("CUDACXX"):
-        return env["CUDACXX"]
+        return env["CUDACXX"] if Path(env["CUDACXX"]).is_file() else None
     for var in ("CUDA_HOME", "CUDA_PATH"):
-        if env.get(var) and Path(env[var], "bin", "nvcc").is_file():
-            return str(Path(env[var], "bin", "nvcc"))
+        if env.get(var):
+            nvcc = Path(env[var], "bin", "nvcc")
+            return str(nvcc) if nvcc.is_file() else None
     found = _which("nvcc", env)
     if found:
         return found
