@@ -19,7 +19,6 @@ configurations) works on plain values and protobuf messages; `add_model` is the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from . import __version__, process
+from .bundle import read_manifest, sha256_file
 from .errors import TrtisBuildError
 
 VERSION = "1"
@@ -254,22 +254,6 @@ def reference_inputs(signature: Signature, max_batch_size: int, *, length: int =
 
 # ---------------------------------------------------------------- edges
 
-def read_manifest(bundle_dir: Path) -> dict:
-    path = bundle_dir / "manifest.json"
-    if not path.is_file():
-        raise ModelError(f"no bundle manifest at {path}", where=bundle_dir,
-                         hint="run `trtis-build ops build`, or pass --bundle DIR")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ModelError(f"bundle manifest is not valid JSON: {exc}", where=path,
-                         hint="rebuild the bundle with `trtis-build ops build`") from None
-    if manifest.get("schema") != 1 or not isinstance(manifest.get("libraries"), list):
-        raise ModelError("bundle manifest has an unknown schema", where=path,
-                         hint="rebuild the bundle with this trtis-build version")
-    return manifest
-
-
 def read_savedmodel(savedmodel: Path):
     """Parse saved_model.pb with TensorFlow's protobuf classes; returns the serving MetaGraphDef."""
     pb = savedmodel / "saved_model.pb"
@@ -300,21 +284,13 @@ def _is_tf_builtin(op: str) -> bool:
     return op_def_registry.get(op) is not None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _copy_libraries(bundle_dir: Path, libraries: Iterable[dict], ops_dir: Path) -> None:
     for library in libraries:
         source = bundle_dir / library["path"]
         if not source.is_file():
             raise ModelError(f"bundle library {library['path']} is missing", where=source,
                              hint="rebuild the bundle with `trtis-build ops build`")
-        if library.get("sha256") and _sha256(source) != library["sha256"]:
+        if library.get("sha256") and sha256_file(source) != library["sha256"]:
             raise ModelError(f"{source} does not match the sha256 in its manifest", where=source,
                              hint="the bundle was changed after it was built; rebuild it")
         target = ops_dir / library["path"]

@@ -59,7 +59,7 @@ class ServerSettings:
     grpc_port: int | None = None
     metrics_port: int | None = None
     tritonserver: Path | None = None  # None: the one nvidia-pytriton installed
-    log_file: Path | None = None      # None: <runtime dir>/tritonserver.log (removed at stop)
+    log_file: Path | None = None      # None: in the runtime dir, removed at stop
     model_config_name: str | None = None
     startup_timeout: float = 60.0
     load_timeout: float = 240.0
@@ -367,11 +367,8 @@ class TritonServer:
             except OSError:
                 pass
         if self.runtime_dir is not None:
-            keep_log = self.log_path and self.runtime_dir in self.log_path.parents
-            if not keep_log:
-                shutil.rmtree(self.runtime_dir, ignore_errors=True)
-            else:  # keep only the log of a run whose log was not placed elsewhere
-                shutil.rmtree(self.runtime_dir / "backends", ignore_errors=True)
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            self.runtime_dir = None
 
     def _signal_group(self, sig: int) -> None:
         try:
@@ -414,8 +411,14 @@ class TritonServer:
     def load_models(self, names: Iterable[str]) -> dict[str, ModelStatus]:
         """Load models concurrently (Triton loads in parallel too); each has its own deadline."""
         names = list(names)
-        with ThreadPoolExecutor(max_workers=max(1, min(4, len(names)))) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, min(4, len(names))))
+        try:
             statuses = list(pool.map(self.load_model, names))
+        except BaseException:
+            # Ctrl-C: do not wait for loads that may hang; stop() kills the server under them.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         return {status.name: status for status in statuses}
 
     def model_ready(self, name: str) -> bool:

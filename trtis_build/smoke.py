@@ -1,0 +1,212 @@
+"""`trtis-build smoke`: start the server, load every model, check each is READY, send one
+inference per model through tritonclient HTTP and gRPC with the model's reference inputs,
+compare with the reference outputs `model add` stored, read the metrics endpoint, tear down.
+
+A model without reference.npz (added by hand) is sent zeros shaped from its config and only
+has to answer; the report says so.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ToolchainError
+from .model_repo import REFERENCE, read_metadata
+from .serve import ModelStatus, ServerSettings, TritonServer, discover_models
+
+PROTOCOLS = ("http", "grpc")
+RTOL, ATOL = 1e-5, 1e-6
+INFER_TIMEOUT = 60.0
+
+
+@dataclass
+class ModelResult:
+    name: str
+    state: str
+    reason: str = ""
+    checks: dict[str, str] = field(default_factory=dict)  # protocol/metrics -> "ok" or why not
+    reference: str = "stored"                              # stored | none (answer only)
+    requests_counted: int | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.state == "READY" and bool(self.checks) and all(v == "ok" for v in self.checks.values())
+
+
+@dataclass
+class SmokeReport:
+    models: list[ModelResult]
+    endpoints: dict[str, str]
+    log: str
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.models) and all(model.passed for model in self.models)
+
+    def as_dict(self) -> dict:
+        return {"passed": self.passed, "endpoints": self.endpoints, "log": self.log,
+                "models": [dict(asdict(m), passed=m.passed) for m in self.models]}
+
+
+def _clients():
+    try:
+        import tritonclient.grpc as grpcclient
+        import tritonclient.http as httpclient
+    except ImportError:
+        raise ToolchainError("tritonclient is not installed",
+                             hint="pip install 'trtis-build[server]'") from None
+    return httpclient, grpcclient
+
+
+def load_reference(model_dir: Path):
+    """(inputs, outputs) as dicts of arrays, or None when the model has no reference file."""
+    import numpy as np
+
+    path = model_dir / REFERENCE
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        inputs = {k.removeprefix("input:"): data[k] for k in data.files if k.startswith("input:")}
+        outputs = {k.removeprefix("output:"): data[k] for k in data.files if k.startswith("output:")}
+    return inputs, outputs
+
+
+def zero_inputs(config: Mapping) -> dict:
+    """Inputs from a model's served config (dims -1 -> 1; batch of 1 when batching)."""
+    import numpy as np
+    from tritonclient.utils import triton_to_np_dtype
+
+    arrays = {}
+    batching = int(config.get("max_batch_size", 0)) > 0
+    for item in config.get("input", []):
+        dims = [1 if int(d) < 0 else int(d) for d in item.get("dims", [])]
+        dtype = triton_to_np_dtype(item["data_type"].removeprefix("TYPE_").replace("STRING", "BYTES"))
+        arrays[item["name"]] = np.zeros(([1] if batching else []) + dims, dtype=dtype)
+    return arrays
+
+
+def infer(module, url: str, model: str, inputs: Mapping, outputs: list[str]) -> dict:
+    """One request through tritonclient's HTTP or gRPC module; returns output arrays."""
+    from tritonclient.utils import np_to_triton_dtype
+
+    is_grpc = module.__name__.endswith("grpc")
+    client = module.InferenceServerClient(url=url) if is_grpc else \
+        module.InferenceServerClient(url=url, connection_timeout=10, network_timeout=INFER_TIMEOUT)
+    try:
+        request = []
+        for name, array in inputs.items():
+            item = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            item.set_data_from_numpy(array)
+            request.append(item)
+        wanted = [module.InferRequestedOutput(name) for name in outputs]
+        kwargs = {"client_timeout": INFER_TIMEOUT} if is_grpc else {}
+        result = client.infer(model, request, outputs=wanted, **kwargs)
+        return {name: result.as_numpy(name) for name in outputs}
+    finally:
+        client.close()
+
+
+def compare(got: Mapping, expected: Mapping) -> str:
+    """'ok' or a one-line reason naming the first output that differs."""
+    import numpy as np
+
+    for name, want in expected.items():
+        have = got.get(name)
+        if have is None:
+            return f"output {name!r} missing"
+        if have.shape != want.shape:
+            return f"output {name!r} has shape {list(have.shape)}, expected {list(want.shape)}"
+        if want.dtype.kind in "fc":
+            if not np.allclose(have, want, rtol=RTOL, atol=ATOL):
+                worst = float(np.max(np.abs(have.astype(np.float64) - want.astype(np.float64))))
+                return f"output {name!r} differs from the reference (max abs error {worst:.3g})"
+        elif not np.array_equal(have, want):
+            return f"output {name!r} differs from the reference"
+    return "ok"
+
+
+def _check_model(server: TritonServer, status: ModelStatus, clients) -> ModelResult:
+    result = ModelResult(status.name, status.state, status.reason)
+    if not status.ready:
+        return result
+    model_dir = server.models_dir / status.name
+    reference = load_reference(model_dir)
+    if reference is None:
+        result.reference = "none"
+        config = server_model_config(server, status.name)
+        inputs, expected = zero_inputs(config), {}
+        outputs = [item["name"] for item in config.get("output", [])]
+    else:
+        inputs, expected = reference
+        metadata = read_metadata(model_dir) or {}
+        outputs = [o["name"] for o in metadata.get("signature", {}).get("outputs", [])] or list(expected)
+    for protocol, module in zip(PROTOCOLS, clients):
+        url = server.endpoints[protocol]
+        try:
+            got = infer(module, url, status.name, inputs, outputs)
+        except Exception as exc:  # tritonclient raises its own exception types per protocol
+            result.checks[protocol] = f"inference failed: {exc}"
+            continue
+        result.checks[protocol] = compare(got, expected) if expected else "ok"
+    return result
+
+
+def server_model_config(server: TritonServer, name: str) -> dict:
+    import json
+
+    from .serve import _http
+
+    status, body = _http("GET", f"{server.http_url}/v2/models/{name}/config", timeout=10)
+    return json.loads(body) if status == 200 else {}
+
+
+_SUCCESS = re.compile(r'^nv_inference_request_success\{model="([^"]+)",version="[^"]*"\}\s+([0-9.e+]+)',
+                      re.MULTILINE)
+
+
+def count_successes(metrics_text: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for model, value in _SUCCESS.findall(metrics_text):
+        counts[model] = counts.get(model, 0) + int(float(value))
+    return counts
+
+
+def run_smoke(settings: ServerSettings, models: list[str] | None = None) -> SmokeReport:
+    clients = _clients()
+    names = models or discover_models(Path(settings.models_dir))
+    with TritonServer(settings) as server:
+        statuses = server.load_models(names)
+        results = [_check_model(server, statuses[name], clients) for name in names]
+        try:
+            counts = count_successes(server.metrics())
+            for result in results:
+                if result.state == "READY":
+                    result.requests_counted = counts.get(result.name, 0)
+                    sent = sum(1 for p in PROTOCOLS if not result.checks.get(p, "").startswith("inference failed"))
+                    result.checks["metrics"] = "ok" if result.requests_counted >= sent else \
+                        f"metrics count {result.requests_counted} successful requests, expected {sent}"
+        except Exception as exc:  # the metrics endpoint is part of what a smoke test checks
+            for result in results:
+                if result.state == "READY":
+                    result.checks["metrics"] = f"metrics endpoint failed: {exc}"
+        endpoints = server.endpoints
+        log = str(server.log_path)
+    return SmokeReport(results, endpoints, log)
+
+
+def format_report(report: SmokeReport) -> str:
+    lines = []
+    for model in report.models:
+        mark = "PASS" if model.passed else "FAIL"
+        if model.state != "READY":
+            lines.append(f"{mark}  {model.name}: {model.state}: {model.reason}")
+            continue
+        checks = ", ".join(f"{k} {v}" for k, v in model.checks.items())
+        note = "" if model.reference == "stored" else " (no reference.npz: answer only)"
+        lines.append(f"{mark}  {model.name}: {checks}{note}")
+    passed = sum(m.passed for m in report.models)
+    lines.append(f"smoke: {passed}/{len(report.models)} models passed (server log: {report.log})")
+    return "\n".join(lines)
