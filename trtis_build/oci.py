@@ -154,6 +154,35 @@ def tree_entries(source: Path, prefix: str, *, skip: Callable[[Path], bool] | No
                              hint="remove it from the directory being packed")
 
 
+def tar_entries(path: Path) -> Iterator[Entry]:
+    """The members of an uncompressed tar (a root filesystem from mmdebstrap), owners and
+    modes kept. Hard links become copies and device nodes are dropped (runtimes provide
+    /dev), so the entries can be re-sorted freely."""
+    tar = tarfile.open(path, mode="r:")
+    members = {m.name: m for m in tar.getmembers()}
+
+    def opener(member: tarfile.TarInfo) -> Callable[[], BinaryIO]:
+        return lambda: tar.extractfile(member)
+
+    for member in members.values():
+        name = _safe_name(member.name.removeprefix("./"))
+        if name in (None, ".", ""):
+            continue
+        info = member.__class__(name)
+        for attr in ("mode", "uid", "gid", "uname", "gname", "linkname", "type", "size"):
+            setattr(info, attr, getattr(member, attr))
+        if member.islnk():
+            target = members.get(member.linkname) or members.get("./" + member.linkname.removeprefix("./"))
+            if target is None or not target.isreg():
+                raise ImageError(f"hard link {member.name} -> {member.linkname} has no target", where=path)
+            info.type, info.linkname, info.size = tarfile.REGTYPE, "", target.size
+            yield Entry(info, opener(target))
+        elif member.isreg():
+            yield Entry(info, opener(member))
+        elif member.isdir() or member.issym():
+            yield Entry(info)
+
+
 def parent_dirs(entries: Iterable[Entry]) -> list[Entry]:
     """Entries plus a directory entry for every parent that has none, so that layers are
     complete on their own (some unpackers create missing parents with odd modes)."""
