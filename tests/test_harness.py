@@ -278,3 +278,18 @@ def test_run_gpu_checks_without_a_gpu_is_a_clear_error(tmp_path):
     assert text.startswith("error [gpu]: cannot run GPU checks:")
     assert "Traceback" not in text and "fix:" in text
     assert info.value.exit_code == 4
+
+
+def test_guard_zero_puts_views_at_the_end_of_their_buffers(shims):
+    # The layout compute-sanitizer needs: nothing after the view inside the allocation.
+    seen = []
+
+    class Recording(HostBackend):
+        def full(self, count, value):
+            seen.append(count)
+            return super().full(count, value)
+
+    results = harness.run_checks(_library(shims[0]), Recording(), [harness.Case(10, (1, 2, 3, 0))],
+                                 seed=4, guard=0)
+    assert results[0].passed, results[0].detail
+    assert seen == [10 + 3, 10 + 0]  # outputs: offset + n, no guard band

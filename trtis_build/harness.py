@@ -419,42 +419,65 @@ class CheckResult:
                 "status": self.status, "detail": self.detail, "seconds": round(self.seconds, 4)}
 
 
-def _check_output(backend: ArrayBackend, array: Any, offset: int, n: int, ref_chunks, rtol: float,
-                  name: str) -> str | None:
-    """Compare one output with its reference chunk by chunk; None when it matches."""
+def _compare(got: Any, ref: Any, rtol: float, name: str, start: int) -> str | None:
     import numpy as np
 
-    before = backend.to_host(array, 0, GUARD + offset)
-    after = backend.to_host(array, GUARD + offset + n, GUARD + offset + n + GUARD)
-    written = np.flatnonzero(~np.isnan(np.concatenate([before, after])))
-    if written.size:
-        return f"{name}: wrote outside the view ({written.size} guard float(s) changed)"
-    for start, ref in ref_chunks:
-        got = backend.to_host(array, GUARD + offset + start, GUARD + offset + start + ref.size)
-        if np.isnan(got).any():
-            first = start + int(np.flatnonzero(np.isnan(got))[0])
-            return f"{name}[{first}] was never written (still NaN)"
-        ok = np.array_equal(got, ref) if rtol == 0 else np.allclose(got, ref, rtol=rtol, atol=0)
-        if not ok:
-            bad = np.flatnonzero(got != ref) if rtol == 0 else np.flatnonzero(
-                ~np.isclose(got, ref, rtol=rtol, atol=0))
-            i = int(bad[0])
-            return (f"{name}[{start + i}] = {got[i]!r}, reference {ref[i]!r} "
-                    f"({bad.size} mismatches in elements {start}..{start + ref.size - 1})")
-    return None
+    if np.isnan(got).any():
+        return f"{name}[{start + int(np.flatnonzero(np.isnan(got))[0])}] was never written (still NaN)"
+    bad = np.flatnonzero(got != ref) if rtol == 0 else np.flatnonzero(
+        ~np.isclose(got, ref, rtol=rtol, atol=0))
+    if bad.size == 0:
+        return None
+    i = int(bad[0])
+    return (f"{name}[{start + i}] = {got[i]!r}, reference {ref[i]!r} "
+            f"({bad.size} mismatches in elements {start}..{start + ref.size - 1})")
+
+
+def _check_outputs(backend: ArrayBackend, spec: KernelSpec, ins: list[Any], outs: list[Any],
+                   offsets: tuple[int, ...], n: int, guard: int) -> list[str]:
+    """Guard bands untouched, then every element against the NumPy reference, CHUNK
+    elements at a time (n > 2^31 would not fit the host twice over)."""
+    import numpy as np
+
+    problems: dict[str, str] = {}
+    out_offsets = offsets[len(ins):]
+    for name, array, offset in zip(spec.outputs, outs, out_offsets):
+        bands = np.concatenate([backend.to_host(array, 0, guard + offset),
+                                backend.to_host(array, guard + offset + n, guard + offset + n + guard)])
+        if (~np.isnan(bands)).any():
+            problems[name] = (f"{name}: wrote outside the view "
+                              f"({int((~np.isnan(bands)).sum())} guard float(s) changed)")
+    for start in range(0, n, CHUNK):
+        stop = min(n, start + CHUNK)
+        host = {name: backend.to_host(ins[i], guard + offsets[i] + start, guard + offsets[i] + stop)
+                for i, name in enumerate(spec.inputs)}
+        refs = spec.compute_reference(host)
+        for name, array, offset, ref in zip(spec.outputs, outs, out_offsets, refs):
+            if name in problems:
+                continue
+            got = backend.to_host(array, guard + offset + start, guard + offset + stop)
+            problem = _compare(got, ref, spec.rtol, name, start)
+            if problem:
+                problems[name] = problem
+        if len(problems) == len(spec.outputs):
+            break
+    return list(problems.values())
 
 
 def run_case(library: KernelLibrary, backend: ArrayBackend, case: Case, *, seed: int,
-             op: str = "") -> CheckResult:
-    """One launch on fresh random inputs and NaN-poisoned outputs, checked element by element."""
+             op: str = "", guard: int = GUARD) -> CheckResult:
+    """One launch on fresh random inputs and NaN-poisoned outputs, checked element by element.
+
+    guard=0 ends each view exactly at its allocation's end, so that compute-sanitizer
+    (which knows allocations, not views) sees any overrun."""
     spec = library.spec
     count = len(spec.inputs) + len(spec.outputs)
     offsets = case.offsets_for(count)
     started = time.perf_counter()
     result = lambda status, detail: CheckResult(op, str(library.path), case.label, case.n, status,
                                                 detail, time.perf_counter() - started)
-    # Layout of every buffer: GUARD poisoned floats, the offset, the view, GUARD more.
-    total = [GUARD + o + case.n + GUARD for o in offsets]
+    # Layout of every buffer: `guard` poisoned floats, the offset, the view, `guard` more.
+    total = [guard + o + case.n + guard for o in offsets]
     need = sum(total) * 4
     if need > backend.free_bytes() * 0.95:
         return result("skipped", f"needs {need / 2**30:.1f} GiB of device memory, "
@@ -462,36 +485,20 @@ def run_case(library: KernelLibrary, backend: ArrayBackend, case: Case, *, seed:
     ins = [backend.random(total[i], seed + i) for i in range(len(spec.inputs))]
     outs = [backend.full(total[len(ins) + j], float("nan")) for j in range(len(spec.outputs))]
     arrays = ins + outs
-    pointers = [backend.pointer(a) + 4 * (GUARD + o) for a, o in zip(arrays, offsets)]
+    pointers = [backend.pointer(a) + 4 * (guard + o) for a, o in zip(arrays, offsets)]
     code = library.launch(pointers, case.n, backend.stream())
     if code != 0:
         return result("failed", f"launcher returned {library.error_text(code)}")
     backend.synchronize()  # a fault inside the kernel surfaces here (as the backend's error)
-    problems = []
-    for j, name in enumerate(spec.outputs):
-        chunks = _reference_chunks(backend, spec, ins, offsets, case.n, j)
-        problem = _check_output(backend, outs[j], offsets[len(ins) + j], case.n, chunks,
-                                spec.rtol, name)
-        if problem:
-            problems.append(problem)
+    problems = _check_outputs(backend, spec, ins, outs, offsets, case.n, guard)
     del ins, outs, arrays
     if problems:
         return result("failed", "; ".join(problems) + f" (seed {seed})")
     return result("passed", f"seed {seed}")
 
 
-def _reference_chunks(backend: ArrayBackend, spec: KernelSpec, ins: list[Any],
-                      offsets: tuple[int, ...], n: int, output: int):
-    """Yield (start, NumPy reference of output `output`) over the view in CHUNK pieces."""
-    for start in range(0, n, CHUNK):
-        stop = min(n, start + CHUNK)
-        host = {name: backend.to_host(ins[i], GUARD + offsets[i] + start, GUARD + offsets[i] + stop)
-                for i, name in enumerate(spec.inputs)}
-        yield start, spec.compute_reference(host)[output]
-
-
 def run_checks(library: KernelLibrary, backend: ArrayBackend, cases: Iterable[Case], *,
-               op: str = "", seed: int | None = None) -> list[CheckResult]:
+               op: str = "", seed: int | None = None, guard: int = GUARD) -> list[CheckResult]:
     """Every case on one library. After a device fault the context is unusable: the
     remaining cases are reported as skipped instead of failing confusingly."""
     base = seed if seed is not None else int.from_bytes(os.urandom(4), "little")
@@ -503,7 +510,8 @@ def run_checks(library: KernelLibrary, backend: ArrayBackend, cases: Iterable[Ca
                                        f"not run: an earlier case faulted ({fault})"))
             continue
         try:
-            results.append(run_case(library, backend, case, seed=base + 101 * index, op=op))
+            results.append(run_case(library, backend, case, seed=base + 101 * index, op=op,
+                                    guard=guard))
         except RuntimeError as exc:  # torch/cupy raise this for CUDA errors at synchronize
             fault = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             results.append(CheckResult(op, str(library.path), case.label, case.n, "failed",

@@ -24,6 +24,10 @@
 #ifndef TRTIS_ADDSUB_UNROLL
 #define TRTIS_ADDSUB_UNROLL 4
 #endif
+// Grid size cap; the default is the gridDim.x limit (one tile per block, no loop in practice).
+#ifndef TRTIS_ADDSUB_MAX_BLOCKS
+#define TRTIS_ADDSUB_MAX_BLOCKS 0x7fffffff
+#endif
 // 1: stores with the evict-first ("streaming") hint. Off unless measured faster.
 #ifndef TRTIS_ADDSUB_STREAMING_STORES
 #define TRTIS_ADDSUB_STREAMING_STORES 0
@@ -34,7 +38,7 @@ namespace {
 constexpr int kThreads = TRTIS_ADDSUB_THREADS;
 constexpr int kUnroll = TRTIS_ADDSUB_UNROLL;
 constexpr int64_t kTile = int64_t{kThreads} * kUnroll;  // vectors (or scalars) per block pass
-constexpr int64_t kMaxBlocks = 0x7fffffff;              // gridDim.x limit
+constexpr int64_t kMaxBlocks = TRTIS_ADDSUB_MAX_BLOCKS;  // <= the gridDim.x limit 2^31-1
 
 __device__ __forceinline__ void Store(float4* p, float4 v) {
 #if TRTIS_ADDSUB_STREAMING_STORES
