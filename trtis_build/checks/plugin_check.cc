@@ -9,8 +9,10 @@
 // context and run onShapeChange. With --enqueue (a GPU machine): run enqueue on device
 // buffers on a stream and compare with the library's CPU reference.
 //
-// Output: one JSON document on stdout; each failure also as one line on stderr.
-// Exit status: 0 all checks passed, 1 a check failed, 2 bad usage.
+// Output: one JSON document on stdout (or --json FILE); each failure also as one line on
+// stderr. Exit status: 0 all checks passed, 1 a check failed, 2 bad usage. --expect
+// NAME:VERSION:NAMESPACE (repeatable) compares what getCreators returns, over all the
+// libraries given, with op.toml's declarations, both ways.
 //
 // Test cases come from the optional hooks a trtis-build plugin library exports:
 //   char const* trtis_plugin_check_inputs(char const* name, char const* version);
@@ -61,6 +63,7 @@ struct Options {
   std::string inputs;               // overrides trtis_plugin_check_inputs
   std::string cudart;
   std::string dump_dir;
+  std::string json_path;            // write the JSON here instead of stdout
   bool enqueue = false;
   int iterations = 20;
 };
@@ -635,10 +638,17 @@ void CheckLibrary(std::string const& path, Options const& opts, CudaRuntime* cud
   // The library stays loaded: TensorRT never unloads a library whose plugins may be alive.
 }
 
+bool WriteFile(std::string const& path, std::string const& text) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return false;
+  bool const ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  return std::fclose(f) == 0 && ok;
+}
+
 int Usage(char const* message) {
   std::fprintf(stderr,
                "plugin_check: %s\n"
-               "usage: plugin_check [--enqueue] [--iterations N] [--cudart PATH] [--dump DIR]\n"
+               "usage: plugin_check [--json FILE] [--enqueue] [--iterations N] [--cudart PATH] [--dump DIR]\n"
                "                    [--inputs 'float32[2,3];float32[2,3]'] [--expect NAME:VERSION:NAMESPACE]...\n"
                "                    LIBRARY.so...\n",
                message);
@@ -660,6 +670,8 @@ bool ParseOptions(int argc, char** argv, Options& opts, std::string& error) {
       opts.iterations = std::max(1, std::atoi(v.c_str()));
     } else if (arg == "--cudart" && value(v)) {
       opts.cudart = v;
+    } else if (arg == "--json" && value(v)) {
+      opts.json_path = v;
     } else if (arg == "--dump" && value(v)) {
       opts.dump_dir = v;
     } else if (arg == "--inputs" && value(v)) {
@@ -730,7 +742,12 @@ int Main(int argc, char** argv) {
   CheckExpectations(opts, found, report);
   json.Key("log").StrArray(logger.messages()).Key("warnings").StrArray(report.warnings)
       .Key("failures").StrArray(report.failures).Key("ok").Bool(report.failures.empty()).EndObject();
-  std::printf("%s\n", json.str().c_str());
+  if (opts.json_path.empty()) {
+    std::printf("%s\n", json.str().c_str());
+  } else if (!WriteFile(opts.json_path, json.str() + "\n")) {
+    std::fprintf(stderr, "plugin_check: cannot write %s\n", opts.json_path.c_str());
+    return 2;
+  }
   for (auto const& f : report.failures) std::fprintf(stderr, "plugin_check: FAIL %s\n", f.c_str());
   return report.failures.empty() ? 0 : 1;
 }
