@@ -162,16 +162,22 @@ def signature_from_meta_graph(meta_graph, key: str = DEFAULT_SIGNATURE, *, where
     return Signature(key, inputs, outputs)
 
 
-def config_dims(spec: TensorSpec, max_batch_size: int) -> tuple[int, ...]:
-    """Triton dims: without batching the full shape; with batching the shape without its
-    first dimension, which must then be unknown (-1) in the signature."""
+def model_dims(spec: TensorSpec, max_batch_size: int) -> tuple[int, ...]:
+    """The dims one item has inside the model: the full shape without batching, the shape
+    without its first dimension with batching (that dimension must then be unknown)."""
     if max_batch_size <= 0:
-        return spec.shape if spec.shape else (1,)
+        return spec.shape
     if not spec.shape or spec.shape[0] != -1:
         raise ModelError(f"--max-batch-size needs a batch dimension: tensor {spec.name!r} has "
                          f"shape {list(spec.shape)}, whose first dimension is not None",
                          hint="drop --max-batch-size, or save the model with a leading None dimension")
-    return spec.shape[1:] if len(spec.shape) > 1 else (1,)
+    return spec.shape[1:]
+
+
+def config_dims(spec: TensorSpec, max_batch_size: int) -> tuple[int, ...]:
+    """Triton dims. Triton needs at least one dimension: a scalar item is served as [1] and
+    reshaped to [] for the model (the `reshape` entry _io_block writes)."""
+    return model_dims(spec, max_batch_size) or (1,)
 
 
 def _io_block(kind: str, specs: Iterable[TensorSpec], max_batch_size: int) -> list[str]:
@@ -179,8 +185,9 @@ def _io_block(kind: str, specs: Iterable[TensorSpec], max_batch_size: int) -> li
     entries = []
     for spec in specs:
         dims = ", ".join(str(d) for d in config_dims(spec, max_batch_size))
+        reshape = "" if model_dims(spec, max_batch_size) else "\n    reshape: { shape: [ ] }"
         entries.append(f'  {{\n    name: "{spec.name}"\n    data_type: {spec.data_type}\n'
-                       f"    dims: [ {dims} ]\n  }}")
+                       f"    dims: [ {dims} ]{reshape}\n  }}")
     lines.append(",\n".join(entries))
     lines.append("]")
     return lines

@@ -405,8 +405,48 @@ class TritonServer:
             return ModelStatus(name, True, "READY", "", elapsed)
         reason = _error_text(body) if status != 200 else ""
         index = self.repository_index().get(name, {})
-        return ModelStatus(name, False, index.get("state", "UNAVAILABLE"),
-                           reason or index.get("reason", "") or "not ready after load", elapsed)
+        reason = short_reason(reason or index.get("reason", "") or "not ready after load")
+        # Triton's own reason for a bad config is only "failed to poll from model repository":
+        # add where the config breaks, or else what the server log says about the model.
+        details = [self.config_problem(name)]
+        if not details[0] and ("poll" in reason or reason == "not ready after load"):
+            details = self.log_errors(name)
+        details = [d for d in details if d and d not in reason]
+        if details:
+            reason += " (" + "; ".join(dict.fromkeys(details)) + ")"
+        return ModelStatus(name, False, index.get("state", "UNAVAILABLE"), reason, elapsed)
+
+    def config_problem(self, name: str) -> str:
+        """Where a model's config does not parse, as file:line:column (Triton says only
+        "failed to read text proto")."""
+        model_dir = self.models_dir / name
+        config = model_dir / "config.pbtxt"
+        if self.settings.model_config_name:
+            custom = model_dir / "configs" / f"{self.settings.model_config_name}.pbtxt"
+            config = custom if custom.is_file() else config
+        if not config.is_file():
+            return f"{config} is missing"
+        try:
+            from google.protobuf import text_format
+            from tritonclient.grpc import model_config_pb2
+        except ImportError:
+            return ""
+        try:
+            text_format.Parse(config.read_text(errors="replace"), model_config_pb2.ModelConfig())
+        except text_format.ParseError as exc:
+            return f"{config}:{exc}"
+        return ""
+
+    def log_errors(self, name: str, limit: int = 3) -> list[str]:
+        """The server's error lines about this model (its own messages, without the prefix)."""
+        if not self.log_path or not self.log_path.is_file():
+            return []
+        found = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("E") and (f"'{name}'" in line or f"/{name}/" in line):
+                message = line.split('] ', 1)[-1].strip().strip('"').replace("\\n", "\n")
+                found.append(short_reason(message))
+        return found[-limit:]
 
     def load_models(self, names: Iterable[str]) -> dict[str, ModelStatus]:
         """Load models concurrently (Triton loads in parallel too); each has its own deadline."""
@@ -441,6 +481,11 @@ class TritonServer:
         if status != 200:
             raise ServerError(f"metrics endpoint answered {status}", where=self.endpoints["metrics"])
         return body
+
+
+def short_reason(text: str) -> str:
+    """One paragraph: the Python backend appends the traceback ("At: ...") to its errors."""
+    return text.split("\n\nAt:", 1)[0].strip().replace("\n", " ")
 
 
 def group_alive(pgid: int | None) -> bool:

@@ -9,12 +9,13 @@ has to answer; the report says so.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 from .errors import ToolchainError
-from .model_repo import REFERENCE, read_metadata
+from .model_repo import REFERENCE, TensorSpec, model_dims, read_metadata
 from .serve import ModelStatus, ServerSettings, TritonServer, discover_models
 
 PROTOCOLS = ("http", "grpc")
@@ -88,6 +89,22 @@ def zero_inputs(config: Mapping) -> dict:
     return arrays
 
 
+def to_client_shapes(arrays: Mapping, metadata: Mapping) -> dict:
+    """Reference arrays are stored as the model sees them; a scalar item is served as [1]
+    (see model_repo.config_dims), so add that dimension for the client."""
+    signature = metadata.get("signature", {})
+    specs = {item["name"]: TensorSpec(**{**item, "shape": tuple(item["shape"])})
+             for item in (*signature.get("inputs", []), *signature.get("outputs", []))}
+    max_batch_size = int(metadata.get("max_batch_size", 0))
+    shaped = {}
+    for name, array in arrays.items():
+        spec = specs.get(name)
+        if spec is not None and not model_dims(spec, max_batch_size):
+            array = array.reshape(array.shape + (1,))
+        shaped[name] = array
+    return shaped
+
+
 def infer(module, url: str, model: str, inputs: Mapping, outputs: list[str]) -> dict:
     """One request through tritonclient's HTTP or gRPC module; returns output arrays."""
     from tritonclient.utils import np_to_triton_dtype
@@ -140,8 +157,8 @@ def _check_model(server: TritonServer, status: ModelStatus, clients) -> ModelRes
         inputs, expected = zero_inputs(config), {}
         outputs = [item["name"] for item in config.get("output", [])]
     else:
-        inputs, expected = reference
         metadata = read_metadata(model_dir) or {}
+        inputs, expected = (to_client_shapes(arrays, metadata) for arrays in reference)
         outputs = [o["name"] for o in metadata.get("signature", {}).get("outputs", [])] or list(expected)
     for protocol, module in zip(PROTOCOLS, clients):
         url = server.endpoints[protocol]
@@ -174,24 +191,36 @@ def count_successes(metrics_text: str) -> dict[str, int]:
     return counts
 
 
+def _check_metrics(server: TritonServer, results: list[ModelResult], deadline_s: float = 10.0) -> None:
+    """Every successful request must show in nv_inference_request_success. Triton records
+    a request's statistics after sending its response, so poll briefly instead of once."""
+    sent = {r.name: sum(1 for p in PROTOCOLS if r.checks.get(p) == "ok") for r in results}
+    deadline = time.monotonic() + deadline_s
+    counts: dict[str, int] = {}
+    while True:
+        try:
+            counts = count_successes(server.metrics())
+        except Exception as exc:  # the metrics endpoint is part of what a smoke test checks
+            for result in results:
+                result.checks["metrics"] = f"metrics endpoint failed: {exc}"
+            return
+        if all(counts.get(name, 0) >= n for name, n in sent.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    for result in results:
+        result.requests_counted = counts.get(result.name, 0)
+        expected = sent[result.name]
+        result.checks["metrics"] = "ok" if result.requests_counted >= expected else \
+            f"metrics count {result.requests_counted} successful requests, expected {expected}"
+
+
 def run_smoke(settings: ServerSettings, models: list[str] | None = None) -> SmokeReport:
     clients = _clients()
     names = models or discover_models(Path(settings.models_dir))
     with TritonServer(settings) as server:
         statuses = server.load_models(names)
         results = [_check_model(server, statuses[name], clients) for name in names]
-        try:
-            counts = count_successes(server.metrics())
-            for result in results:
-                if result.state == "READY":
-                    result.requests_counted = counts.get(result.name, 0)
-                    sent = sum(1 for p in PROTOCOLS if not result.checks.get(p, "").startswith("inference failed"))
-                    result.checks["metrics"] = "ok" if result.requests_counted >= sent else \
-                        f"metrics count {result.requests_counted} successful requests, expected {sent}"
-        except Exception as exc:  # the metrics endpoint is part of what a smoke test checks
-            for result in results:
-                if result.state == "READY":
-                    result.checks["metrics"] = f"metrics endpoint failed: {exc}"
+        _check_metrics(server, [r for r in results if r.state == "READY"])
         endpoints = server.endpoints
         log = str(server.log_path)
     return SmokeReport(results, endpoints, log)

@@ -110,6 +110,7 @@ def register(subparsers) -> None:
 def _model_add(args) -> int:
     from ..model_repo import add_model
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     options = _options(args)
     bundle = Path(args.bundle).resolve() if args.bundle else options.bundle_dir
     if args.max_batch_size < 0:
