@@ -32,11 +32,14 @@ build() {  # build NAME [nvcc flags...]: the harness library the bundle's kernel
     "$OP/addsub_kernel.cu" "$OP/addsub_kernel.cc" -o "build/gpu/$name.so" >> "$OUT/build.txt" 2>&1 \
     || echo "build of $name failed" >> "$OUT/build.txt"
 }
-VARIANTS=(u1:-DTRTIS_ADDSUB_UNROLL=1 u2:-DTRTIS_ADDSUB_UNROLL=2 u8:-DTRTIS_ADDSUB_UNROLL=8
-          t128:-DTRTIS_ADDSUB_THREADS=128 t512:-DTRTIS_ADDSUB_THREADS=512
-          stream:-DTRTIS_ADDSUB_STREAMING_STORES=1 persist:-DTRTIS_ADDSUB_MAX_BLOCKS=1056)
+# NAME:flag[,flag...] - builds compared with the default (TRTIS_KERNEL_* macros of the .cu).
+VARIANTS=(${TRTIS_BENCH_VARIANTS:-same:-DTRTIS_KERNEL_VECTOR_UNROLL=1 u4:-DTRTIS_KERNEL_VECTOR_UNROLL=4
+          t128:-DTRTIS_KERNEL_THREADS=128 t512:-DTRTIS_KERNEL_THREADS=512
+          t1024:-DTRTIS_KERNEL_THREADS=1024 stream:-DTRTIS_KERNEL_STREAMING_STORES=1
+          u2t128:-DTRTIS_KERNEL_VECTOR_UNROLL=2,-DTRTIS_KERNEL_THREADS=128
+          s1:-DTRTIS_KERNEL_SCALAR_UNROLL=1 s8:-DTRTIS_KERNEL_SCALAR_UNROLL=8})
 build addsub -Xptxas -v &
-for v in "${VARIANTS[@]}"; do build "${v%%:*}" "${v#*:}" & done
+for v in "${VARIANTS[@]}"; do IFS=, read -ra flags <<< "${v#*:}"; build "${v%%:*}" "${flags[@]}" & done
 "$NVCC" -O3 -Xcompiler -fPIC -shared "-gencode=arch=compute_${CC},code=sm_${CC}" \
   tests/gpu/planted_overrun.cu -o build/gpu/overrun.so >> "$OUT/build.txt" 2>&1 &
 wait

@@ -17,6 +17,8 @@ Method: CUDA events around `iters` back-to-back launches (about 20 ms a region),
 warm-up regions; the median of --repeats regions. Buffers smaller than the L2 cache are
 rotated among several sets (at least 512 MiB touched per region), so that no method is timed
 out of the cache. Each custom library's output is checked against torch before timing.
+A second table times the custom kernels on views whose pointers sit at different offsets
+from a 16-byte boundary (1, 2, 3, 0 floats), which take the kernel's 4-byte scalar path.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from trtis_build import harness  # noqa: E402
 
 MIB = 1 << 20
+MAX_OFFSET = 3
+MIXED = (1, 2, 3, 0)       # per-pointer offsets in floats: the kernel's scalar path
 FOOTPRINT = 512 * MIB      # bytes touched per region at least (L2 is 50-60 MB on Hopper)
 REGION_SECONDS = 0.02
 
@@ -53,9 +57,10 @@ def _timed(torch, fn, iters: int, repeats: int, warmup: int = 3) -> float:
     return statistics.median(samples)
 
 
-def _sets(torch, n: int, buffers: int):
+def _sets(torch, n: int, buffers: int, slack: int = 0):
+    """Enough buffer sets to touch FOOTPRINT bytes per region; `slack` spare floats each."""
     count = max(1, min(64, math.ceil(FOOTPRINT / (buffers * 4 * n))))
-    return [[torch.randn(n, device="cuda") for _ in range(buffers)] for _ in range(count)]
+    return [[torch.randn(n + slack, device="cuda") for _ in range(buffers)] for _ in range(count)]
 
 
 def _iters(bytes_per_call: int, assumed_bandwidth: float = 3e12) -> int:
@@ -68,28 +73,33 @@ def bench_size(torch, libraries: dict[str, harness.KernelLibrary], size_mib: flo
     stream = torch.cuda.current_stream().cuda_stream
     row: dict[str, float] = {"MiB": size_mib, "n": n}
 
-    sets = _sets(torch, n, 4)
+    sets = _sets(torch, n, 4, slack=MAX_OFFSET)
     for name, lib in libraries.items():
-        x, y, s, d = sets[0]
-        code = lib.launch([t.data_ptr() for t in (x, y, s, d)], n, stream)
-        if code != 0:
-            raise SystemExit(f"{name}: launcher failed: {lib.error_text(code)}")
-        if not (torch.equal(s, x + y) and torch.equal(d, x - y)):
-            raise SystemExit(f"{name}: wrong results at n={n}; not timing a broken kernel")
-        ptrs = [[t.data_ptr() for t in bufs] for bufs in sets]
-        launch = lib._launch  # the raw ctypes function: keeps Python overhead out of small sizes
-        t = _timed(torch, lambda i: launch(*ptrs[i % len(ptrs)], n, stream),
-                   _iters(16 * n), repeats)
-        row[f"{name}_s"], row[f"{name}_GBps"] = t, 16 * n / t / 1e9
+        for label, offsets in ((name, (0, 0, 0, 0)), (f"{name}@mixed", MIXED)):
+            x, y, s, d = sets[0]
+            views = [t[o:o + n] for t, o in zip((x, y, s, d), offsets)]
+            code = lib.launch([v.data_ptr() for v in views], n, stream)
+            if code != 0:
+                raise SystemExit(f"{label}: launcher failed: {lib.error_text(code)}")
+            if not (torch.equal(views[2], views[0] + views[1])
+                    and torch.equal(views[3], views[0] - views[1])):
+                raise SystemExit(f"{label}: wrong results at n={n}; not timing a broken kernel")
+            ptrs = [[t.data_ptr() + 4 * o for t, o in zip(bufs, offsets)] for bufs in sets]
+            launch = lib._launch  # the raw ctypes function: less Python overhead at small sizes
+            t = _timed(torch, lambda i: launch(*ptrs[i % len(ptrs)], n, stream),
+                       _iters(16 * n), repeats)
+            row[f"{label}_s"], row[f"{label}_GBps"] = t, 16 * n / t / 1e9
+
+    views = [[t[:n] for t in bufs] for bufs in sets]
 
     def torch_unfused(i):
-        x, y, s, d = sets[i % len(sets)]
+        x, y, s, d = views[i % len(views)]
         torch.add(x, y, out=s)
         torch.sub(x, y, out=d)
 
     t = _timed(torch, torch_unfused, _iters(24 * n), repeats)
     row["torch_s"], row["torch_GBps"] = t, 24 * n / t / 1e9
-    del sets
+    del sets, views
 
     pairs = _sets(torch, n, 2)
     t = _timed(torch, lambda i: pairs[i % len(pairs)][1].copy_(pairs[i % len(pairs)][0]),
@@ -112,6 +122,13 @@ def render(rows: list[dict[str, float]], names: list[str]) -> str:
                      f" {row['torch_s'] / row[name + '_s']:>7.2f}x")
         lines.append(line)
     return "\n".join(lines)
+
+
+def report(rows: list[dict[str, float]], names: list[str]) -> str:
+    aligned = render(rows, names)
+    mixed = render(rows, [f"{name}@mixed" for name in names])
+    return (f"{aligned}\n\n# the same with pointers at different 16-byte offsets "
+            f"{MIXED} floats (scalar path)\n{mixed}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in sizes:
         rows.append(bench_size(torch, libraries, size, args.repeats))
         print(f"  {size:g} MiB done", file=sys.stderr, flush=True)
-    table = render(rows, list(libraries))
+    table = report(rows, list(libraries))
     print(table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,11 @@
 // The op is memory-bound: per element it reads 8 bytes and writes 8, with two flops. Its
 // floor is the bytes over the device's copy bandwidth, so the kernel is shaped for that:
 //  - 16-byte (float4) loads and stores, coalesced across each warp;
-//  - kUnroll independent float4 loads per input in flight per thread before the first use;
+//  - every load of a thread issued before the first use (kUnroll float4s per input; with
+//    the default of 1 that is 2 independent 16-byte loads per thread, 64 KiB in flight per
+//    SM at full occupancy). Measured on an H200 (benchmarks/results/): 1 float4 per input
+//    per thread reached 99-100% of the device-to-device copy bandwidth, 2, 4 and 8 only
+//    96-97%: many short blocks keep the memory system busier than fewer, longer threads;
 //  - one launch for any size: the few elements before the first 16-byte boundary and after
 //    the last are done by block 0 in the same kernel (no second launch for small tensors);
 //  - 64-bit indices and a grid capped below the gridDim.x limit with a grid-stride loop, so
@@ -11,37 +15,41 @@
 //  - views whose four pointers sit at different offsets from a 16-byte boundary cannot use
 //    float4 for all of them: a scalar kernel with the same unrolling handles that case.
 //
-// The TRTIS_ADDSUB_* macros exist so that benchmarks/kernel_bench.py can sweep variants;
+// The TRTIS_KERNEL_* macros exist so that benchmarks/kernel_bench.py can sweep variants;
 // the defaults are the measured best (see benchmarks/results/).
 #include <cuda_runtime.h>
 #include <stdint.h>
 
 #include "addsub_kernel.h"
 
-#ifndef TRTIS_ADDSUB_THREADS
-#define TRTIS_ADDSUB_THREADS 256
+#ifndef TRTIS_KERNEL_THREADS
+#define TRTIS_KERNEL_THREADS 256
 #endif
-#ifndef TRTIS_ADDSUB_UNROLL
-#define TRTIS_ADDSUB_UNROLL 4
+#ifndef TRTIS_KERNEL_VECTOR_UNROLL
+#define TRTIS_KERNEL_VECTOR_UNROLL 1
+#endif
+// Floats per input per thread on the scalar path (pointers at different 16-byte offsets).
+#ifndef TRTIS_KERNEL_SCALAR_UNROLL
+#define TRTIS_KERNEL_SCALAR_UNROLL 4
 #endif
 // Grid size cap; the default is the gridDim.x limit (one tile per block, no loop in practice).
-#ifndef TRTIS_ADDSUB_MAX_BLOCKS
-#define TRTIS_ADDSUB_MAX_BLOCKS 0x7fffffff
+#ifndef TRTIS_KERNEL_MAX_BLOCKS
+#define TRTIS_KERNEL_MAX_BLOCKS 0x7fffffff
 #endif
 // 1: stores with the evict-first ("streaming") hint. Off unless measured faster.
-#ifndef TRTIS_ADDSUB_STREAMING_STORES
-#define TRTIS_ADDSUB_STREAMING_STORES 0
+#ifndef TRTIS_KERNEL_STREAMING_STORES
+#define TRTIS_KERNEL_STREAMING_STORES 0
 #endif
 
 namespace {
 
-constexpr int kThreads = TRTIS_ADDSUB_THREADS;
-constexpr int kUnroll = TRTIS_ADDSUB_UNROLL;
-constexpr int64_t kTile = int64_t{kThreads} * kUnroll;  // vectors (or scalars) per block pass
-constexpr int64_t kMaxBlocks = TRTIS_ADDSUB_MAX_BLOCKS;  // <= the gridDim.x limit 2^31-1
+constexpr int kThreads = TRTIS_KERNEL_THREADS;
+constexpr int kVectorUnroll = TRTIS_KERNEL_VECTOR_UNROLL;
+constexpr int kScalarUnroll = TRTIS_KERNEL_SCALAR_UNROLL;
+constexpr int64_t kMaxBlocks = TRTIS_KERNEL_MAX_BLOCKS;  // <= the gridDim.x limit 2^31-1
 
 __device__ __forceinline__ void Store(float4* p, float4 v) {
-#if TRTIS_ADDSUB_STREAMING_STORES
+#if TRTIS_KERNEL_STREAMING_STORES
   __stcs(p, v);
 #else
   *p = v;
@@ -49,7 +57,7 @@ __device__ __forceinline__ void Store(float4* p, float4 v) {
 }
 
 __device__ __forceinline__ void Store(float* p, float v) {
-#if TRTIS_ADDSUB_STREAMING_STORES
+#if TRTIS_KERNEL_STREAMING_STORES
   __stcs(p, v);
 #else
   *p = v;
@@ -65,9 +73,9 @@ __device__ __forceinline__ float4 Sub(float4 x, float4 y) {
 __device__ __forceinline__ float Add(float x, float y) { return x + y; }
 __device__ __forceinline__ float Sub(float x, float y) { return x - y; }
 
-// One pass of a block over kTile consecutive elements of type T (float4 or float).
-// `full` lets the compiler drop the bounds checks for every tile but the last one.
-template <typename T, bool full>
+// One pass of a block over kThreads * kUnroll consecutive elements of type T (float4 or
+// float). `full` lets the compiler drop the bounds checks for every tile but the last one.
+template <typename T, int kUnroll, bool full>
 __device__ __forceinline__ void Tile(const T* __restrict__ a, const T* __restrict__ b,
                                      T* __restrict__ sum, T* __restrict__ diff, int64_t first,
                                      int64_t count) {
@@ -93,17 +101,18 @@ __device__ __forceinline__ void Tile(const T* __restrict__ a, const T* __restric
 }
 
 // Grid-stride over tiles of `count` elements of type T starting at the given pointers.
-template <typename T>
+template <typename T, int kUnroll>
 __device__ __forceinline__ void Body(const T* __restrict__ a, const T* __restrict__ b,
                                      T* __restrict__ sum, T* __restrict__ diff, int64_t count) {
+  constexpr int64_t kTile = int64_t{kThreads} * kUnroll;
   const int64_t full_tiles = count / kTile;
   const int64_t tiles = full_tiles + (count % kTile != 0);
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const int64_t first = tile * kTile + threadIdx.x;
     if (tile < full_tiles) {
-      Tile<T, true>(a, b, sum, diff, first, count);
+      Tile<T, kUnroll, true>(a, b, sum, diff, first, count);
     } else {
-      Tile<T, false>(a, b, sum, diff, first, count);
+      Tile<T, kUnroll, false>(a, b, sum, diff, first, count);
     }
   }
 }
@@ -125,9 +134,9 @@ __global__ void __launch_bounds__(kThreads)
       diff[i] = x - y;
     }
   }
-  Body<float4>(reinterpret_cast<const float4*>(a + head),
-               reinterpret_cast<const float4*>(b + head), reinterpret_cast<float4*>(sum + head),
-               reinterpret_cast<float4*>(diff + head), vectors);
+  Body<float4, kVectorUnroll>(
+      reinterpret_cast<const float4*>(a + head), reinterpret_cast<const float4*>(b + head),
+      reinterpret_cast<float4*>(sum + head), reinterpret_cast<float4*>(diff + head), vectors);
 }
 
 // Pointers at different offsets from a 16-byte boundary: 4-byte accesses, still coalesced
@@ -135,11 +144,12 @@ __global__ void __launch_bounds__(kThreads)
 __global__ void __launch_bounds__(kThreads)
     AddsubScalar(const float* __restrict__ a, const float* __restrict__ b,
                  float* __restrict__ sum, float* __restrict__ diff, int64_t n) {
-  Body<float>(a, b, sum, diff, n);
+  Body<float, kScalarUnroll>(a, b, sum, diff, n);
 }
 
-unsigned Blocks(int64_t work) {
-  const int64_t tiles = (work + kTile - 1) / kTile;
+unsigned Blocks(int64_t work, int unroll) {
+  const int64_t tile = int64_t{kThreads} * unroll;
+  const int64_t tiles = (work + tile - 1) / tile;
   if (tiles < 1) return 1;
   return static_cast<unsigned>(tiles < kMaxBlocks ? tiles : kMaxBlocks);
 }
@@ -166,9 +176,10 @@ extern "C" int trtis_addsub_cuda(const float* a, const float* b, float* sum, flo
       offset == MisalignedFloats(diff)) {
     const int64_t head = offset == 0 ? 0 : (4 - offset < n ? 4 - offset : n);
     const int64_t vectors = (n - head) / 4;
-    AddsubVector<<<Blocks(vectors), kThreads, 0, stream>>>(a, b, sum, diff, head, vectors, n);
+    AddsubVector<<<Blocks(vectors, kVectorUnroll), kThreads, 0, stream>>>(a, b, sum, diff, head,
+                                                                          vectors, n);
   } else {
-    AddsubScalar<<<Blocks(n), kThreads, 0, stream>>>(a, b, sum, diff, n);
+    AddsubScalar<<<Blocks(n, kScalarUnroll), kThreads, 0, stream>>>(a, b, sum, diff, n);
   }
   return static_cast<int>(cudaGetLastError());
 }
