@@ -389,6 +389,8 @@ def probe_registry(libraries: Iterable[Path], *, lookups: Iterable[PluginId] = (
     if not any(e["event"] == "done" for e in events):
         last = events[-1]
         step = f"loading {last['path']}" if last["event"] == "loading" else f"after {last['event']}"
-        crash = f"the probe exited {done.returncode} while {step}: {done.output.strip()[-500:]}"
+        how = f"died of signal {-done.returncode}" if done.returncode < 0 else f"exited {done.returncode}"
+        tail = done.output.strip()[-500:]
+        crash = f"the TensorRT registry probe {how} while {step}" + (f": {tail}" if tail else "")
     return RegistryProbe(module=start["module"], version=start["version"], libraries=loads, lookups=found,
                          crash=crash)

@@ -725,8 +725,10 @@ int Main(int argc, char** argv) {
   if (opts.enqueue) {
     cuda = std::make_unique<CudaRuntime>();
     if (!cuda->Load(opts.cudart, error)) {
-      std::fprintf(stderr, "plugin_check: --enqueue needs a CUDA runtime and a GPU: %s\n", error.c_str());
-      return 1;
+      // Still check everything else; the report says why enqueue did not run.
+      report.Fail("--enqueue", "needs a CUDA runtime and a GPU: " + error);
+      cuda.reset();
+      opts.enqueue = false;
     }
   }
   CaptureLogger logger;

@@ -1,0 +1,77 @@
+"""Build TensorRT plugin libraries by hand for the TensorRT tests, with the flags the CMake
+build must use (the contract in trtis_build/tensorrt.py and the README):
+
+  adapter:  g++ -std=c++17 -O2 -fPIC -fvisibility=hidden -isystem <TensorRT include>
+            -isystem <CUDA include> -I<dir of trtis_plugin_config.h> -I<op include dirs>
+            [-DTRTIS_WITH_CUDA=1]
+  kernels:  g++ (CPU .cc) and nvcc -Xcompiler=-fPIC,-fvisibility=hidden (CUDA .cu)
+  link:     g++ -shared ... -l:libcudart_static.a -ldl -lpthread -lrt -Wl,--no-undefined
+
+The tests take library paths from fixtures built with `build_plugin`; to test the real
+bundle instead, point those fixtures at `trtis-build ops build`'s build/bundle/tensorrt/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from trtis_build import process
+from trtis_build.discover import OpSpec, PluginId
+from trtis_build.tensorrt import TensorRTHeaders, write_plugin_config
+
+# One SASS arch keeps the tests fast; the real build compiles the configured list.
+TEST_ARCH = os.environ.get("TRTIS_TEST_CUDA_ARCH", "90")
+
+
+def cuda_home() -> Path | None:
+    for candidate in (os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
+        if candidate and (Path(candidate) / "include" / "cuda_runtime_api.h").is_file():
+            return Path(candidate)
+    nvcc = shutil.which("nvcc")
+    return Path(nvcc).resolve().parent.parent if nvcc else None
+
+
+def nvcc_path() -> Path | None:
+    home = cuda_home()
+    return home / "bin" / "nvcc" if home and (home / "bin" / "nvcc").is_file() else None
+
+
+def build_plugin(op: OpSpec, out_dir: Path, headers: TensorRTHeaders, *, cuda: bool = True,
+                 plugins: tuple[PluginId, ...] | None = None, library_name: str | None = None) -> Path:
+    """lib<op>.so from an OpSpec, like the CMake build: `plugins` overrides op.toml's (to make a
+    second library with another namespace from the same sources)."""
+    home = cuda_home()
+    assert home is not None, "CUDA headers are needed: the TensorRT headers include cuda_runtime_api.h"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = replace(op, plugins=plugins) if plugins else op
+    config_dir = out_dir / "config"
+    write_plugin_config(config_dir, spec.name, spec.plugins)
+    includes = [f"-I{config_dir}"] + [f"-I{d}" for d in spec.include_dirs]
+    cxx = ["g++", "-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra",
+           "-isystem", str(headers.include_dir), "-isystem", str(home / "include"), *includes]
+    if cuda:
+        cxx.append("-DTRTIS_WITH_CUDA=1")
+    objects = []
+    for index, source in enumerate(spec.sources + spec.kernel_sources):
+        obj = out_dir / f"{index}_{source.stem}.o"
+        process.run([*cxx, "-c", str(source), "-o", str(obj)], stage="test build")
+        objects.append(obj)
+    link = []
+    if cuda and spec.cuda_sources:
+        nvcc = nvcc_path()
+        assert nvcc is not None, "nvcc not found"
+        for index, source in enumerate(spec.cuda_sources):
+            obj = out_dir / f"cu{index}_{source.stem}.o"
+            process.run([str(nvcc), "-O3", "-std=c++17", "-Xcompiler=-fPIC", "-Xcompiler=-fvisibility=hidden",
+                         f"-gencode=arch=compute_{TEST_ARCH},code=sm_{TEST_ARCH}",
+                         *[f"-I{d}" for d in spec.include_dirs], "-c", str(source), "-o", str(obj)],
+                        stage="test build")
+            objects.append(obj)
+        link = [f"-L{home / 'lib64'}", "-l:libcudart_static.a", "-ldl", "-lpthread", "-lrt"]
+    library = out_dir / (library_name or f"lib{spec.name}.so")
+    process.run(["g++", "-shared", "-fvisibility=hidden", "-o", str(library), *map(str, objects), *link,
+                 "-Wl,--no-undefined"], stage="test build")
+    return library
