@@ -1,0 +1,59 @@
+"""Shared fixtures. Unit tests use `pure` (no process may start: cibuildwheel's
+mock_protection idea); integration tests copy a tiny real project into tmp_path and build
+it for real with g++, nvcc, CMake, Ninja and TensorFlow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_TF = REPO / "ops" / "tensorflow" / "addsub"
+CLASSIC_TF = REPO / "tests" / "data" / "classic" / "ops" / "tensorflow" / "add_one"
+
+
+def has_tensorflow() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+needs_tf = pytest.mark.skipif(not has_tensorflow(), reason="tensorflow-cpu not installed "
+                              "(scripts/setup.sh installs it)")
+
+
+@pytest.fixture
+def pure(monkeypatch):
+    """Fail the test if the code under test starts any process."""
+    from trtis_build import process
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"unit test tried to start a process: {args[:1]}")
+
+    monkeypatch.setattr(process, "run", refuse)
+    monkeypatch.setattr(process, "start", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+
+
+def make_project(root: Path, *op_dirs: Path, framework: str = "tensorflow") -> Path:
+    for op_dir in op_dirs:
+        shutil.copytree(op_dir, root / "ops" / framework / op_dir.name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def trtis(*args: str, cwd: Path, check: bool = True, env: dict | None = None,
+          timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real CLI in a fresh interpreter."""
+    full_env = {**os.environ, **(env or {})}
+    result = subprocess.run([sys.executable, "-m", "trtis_build", *args], cwd=cwd, env=full_env,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"trtis-build {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result

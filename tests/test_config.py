@@ -1,0 +1,51 @@
+"""Unit tests of option resolution: defaults < pyproject < environment < command line."""
+
+import pytest
+
+from trtis_build.config import find_project_root, parse_arch_list, resolve_options
+from trtis_build.errors import ConfigError
+
+pytestmark = pytest.mark.usefixtures("pure")
+
+
+def test_layers_override_in_documented_order(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.trtis-build]\ncuda-arch = "75"\njobs = 3\ntensorrt-namespace = "team"\n')
+    options = resolve_options(root=tmp_path, env={"TRTIS_BUILD_CUDA_ARCH": "80,86"},
+                              cli={"jobs": 7, "no_cuda": None})
+    assert options.cuda_arch == ("80", "86")          # env beats pyproject
+    assert options.jobs == 7                          # CLI beats pyproject
+    assert options.tensorrt_namespace == "team"       # pyproject beats default
+    assert options.bundle_dir == tmp_path / "build" / "bundle"
+    assert options.sources["cuda_arch"] == "TRTIS_BUILD_CUDA_ARCH"
+
+
+def test_unknown_pyproject_key_suggests_the_closest(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.trtis-build]\ncuda-archs = "75"\n')
+    with pytest.raises(ConfigError, match="unknown setting 'cuda-archs'") as info:
+        resolve_options(root=tmp_path, env={}, cli={})
+    assert "did you mean 'cuda-arch'" in info.value.render()
+
+
+def test_unknown_environment_variable_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="unknown setting 'jbos'"):
+        resolve_options(root=tmp_path, env={"TRTIS_BUILD_JBOS": "2"}, cli={})
+
+
+@pytest.mark.parametrize("value, expected", [("90", ("90",)), ("75;sm_80, 90", ("75", "80", "90")),
+                                             (["sm_90", "90"], ("90",))])
+def test_arch_lists(value, expected):
+    assert parse_arch_list(value, "test") == expected
+
+
+@pytest.mark.parametrize("value", ["native", "", "sm_9x"])
+def test_bad_arch_lists(value):
+    with pytest.raises(ConfigError):
+        parse_arch_list(value, "test")
+
+
+def test_project_root_is_found_upwards(tmp_path):
+    (tmp_path / "ops").mkdir()
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert find_project_root(deep) == tmp_path.resolve()

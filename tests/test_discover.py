@@ -1,0 +1,102 @@
+"""Unit tests of stage 1: op.toml validation and source discovery."""
+
+from pathlib import Path
+
+import pytest
+
+from trtis_build.discover import PluginId, discover, load_op
+from trtis_build.errors import OpSpecError
+
+pytestmark = pytest.mark.usefixtures("pure")
+
+
+def write_op(root: Path, name: str, toml: str, files=("x_op.cc", "x_kernel.cc", "x_kernel.cu"),
+             framework="tensorflow") -> Path:
+    directory = root / "ops" / framework / name
+    directory.mkdir(parents=True)
+    (directory / "op.toml").write_text(toml)
+    for file in files:
+        (directory / file).write_text("// source\n")
+    return directory
+
+
+def test_example_op_is_discovered_with_roles_by_convention():
+    from tests.conftest import REPO
+
+    [op] = [o for o in discover(REPO) if o.key == "tensorflow/addsub"]
+    assert op.tf_ops == ("TRTISExampleAddSub",)
+    assert [p.name for p in op.sources] == ["addsub_op.cc"]
+    assert [p.name for p in op.kernel_sources] == ["addsub_kernel.cc"]
+    assert [p.name for p in op.cuda_sources] == ["addsub_kernel.cu"]
+    assert op.gpu_sources == () and op.layout == "split"
+    assert [p.name for p in op.tests] == ["test_addsub.py"]
+
+
+def test_classic_layout_is_recognised():
+    from tests.conftest import CLASSIC_TF
+
+    op = load_op(CLASSIC_TF, "tensorflow", root=CLASSIC_TF.parents[3])
+    assert [p.name for p in op.gpu_sources] == ["add_one.cu.cc"]
+    assert [p.name for p in op.sources] == ["add_one.cc"]
+    assert op.layout == "classic"
+
+
+@pytest.mark.parametrize("toml, field, words", [
+    ('version = "1"\nops = ["A"\n', None, "not valid TOML"),
+    ('ops = ["MyOp"]\n', "version", "missing required field"),
+    ('version = 1\nops = ["MyOp"]\n', "version", "must be a string"),
+    ('version = "1"\nops = "MyOp"\n', "ops", "list of strings"),
+    ('version = "1"\nops = ["lowercase"]\n', "ops", "not a valid TensorFlow op name"),
+    ('version = "1"\nops = ["MyOp"]\nsoruces = ["a.cc"]\n', "soruces", "did you mean 'sources'"),
+    ('version = "1"\nops = ["MyOp"]\nsources = ["missing.cc"]\n', "sources", "does not exist"),
+    ('version = "1"\nops = ["MyOp"]\nname = "other"\n', "name", "directory is 'myop'"),
+    ('version = "1"\nops = []\n', "ops", "missing or empty"),
+])
+def test_bad_op_toml_names_file_and_field(tmp_path, toml, field, words):
+    write_op(tmp_path, "myop", toml)
+    with pytest.raises(OpSpecError) as info:
+        discover(tmp_path)
+    text = info.value.render()
+    assert str(tmp_path / "ops/tensorflow/myop/op.toml") in text
+    if field:
+        assert f"field '{field}'" in text
+    assert words in text
+
+
+def test_op_without_adapter_source_is_an_error(tmp_path):
+    write_op(tmp_path, "myop", 'version = "1"\nops = ["MyOp"]\n', files=("k_kernel.cc",))
+    with pytest.raises(OpSpecError, match="no adapter source"):
+        discover(tmp_path)
+
+
+def test_explicit_sources_override_convention_and_may_share_kernels(tmp_path):
+    shared = write_op(tmp_path, "first", 'version = "1"\nops = ["First"]\n')
+    write_op(tmp_path, "second", 'version = "2"\nops = ["Second"]\n'
+             'kernel_sources = ["../first/x_kernel.cc"]\ncuda_sources = ["../first/x_kernel.cu"]\n',
+             files=("second_op.cc",))
+    ops = {op.name: op for op in discover(tmp_path)}
+    second = ops["second"]
+    assert second.kernel_sources == ((shared / "x_kernel.cc").resolve(),)
+    assert shared.resolve() in second.include_dirs
+
+
+def test_sources_outside_the_project_are_refused(tmp_path):
+    project = tmp_path / "project"
+    (tmp_path / "outside.cc").write_text("")
+    write_op(project, "myop", 'version = "1"\nops = ["MyOp"]\nsources = ["../../../../outside.cc"]\n')
+    with pytest.raises(OpSpecError, match="outside the project"):
+        discover(project)
+
+
+def test_tensorrt_plugins_take_the_project_namespace_unless_set(tmp_path):
+    write_op(tmp_path, "p", 'version = "1"\n[[plugins]]\nname = "A"\n[[plugins]]\nname = "B"\n'
+             'version = "2"\nnamespace = "mine"\n', files=("p_plugin.cc",), framework="tensorrt")
+    [op] = discover(tmp_path, default_namespace="proj")
+    assert op.plugins == (PluginId("A", "1", "proj"), PluginId("B", "2", "mine"))
+
+
+def test_scratch_directories_are_skipped(tmp_path):
+    write_op(tmp_path, "myop", 'version = "1"\nops = ["MyOp"]\n')
+    (tmp_path / "ops" / "tensorflow" / "__pycache__").mkdir()
+    (tmp_path / "ops" / "tensorflow" / ".myop-tmp").mkdir()
+    assert [op.name for op in discover(tmp_path)] == ["myop"]

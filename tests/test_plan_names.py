@@ -1,0 +1,108 @@
+"""Unit tests of the plan (pure function of ops + toolchain) and the name rules."""
+
+from pathlib import Path
+
+import pytest
+
+from trtis_build.discover import discover
+from trtis_build.errors import NameConflictError
+from trtis_build.names import check_declared, compare_registered
+from trtis_build.plan import make_plan
+from trtis_build.toolchain import CudaInfo, TensorFlowInfo, Tool, Toolchain
+
+from .conftest import EXAMPLE_TF, make_project
+from .test_discover import write_op
+
+pytestmark = pytest.mark.usefixtures("pure")
+
+CUDA = CudaInfo(nvcc="/cuda/bin/nvcc", version="13.0", root="/cuda", include_dir="/cuda/include",
+                cudart_static="/cuda/lib64/libcudart_static.a",
+                sass_archs=("75", "80", "86", "87", "88", "89", "90", "100", "103", "110", "120", "121"))
+TF = TensorFlowInfo(python="/py", version="2.21.0", include_dir="/tf/include", lib_dir="/tf",
+                    framework_lib="libtensorflow_framework.so.2", cxx11_abi=1,
+                    compile_flags=("-I/tf/include", "-D_GLIBCXX_USE_CXX11_ABI=1", "--std=c++17",
+                                   "-DEIGEN_MAX_ALIGN_BYTES=64"),
+                    builtin_ops=frozenset({"Add", "Sub"}))
+
+
+def toolchain(cuda=CUDA, tf=TF):
+    return Toolchain(python="/py", cxx=Tool("/usr/bin/g++", "12.2.0"), cmake=Tool("/usr/bin/cmake", "3.25.1"),
+                     ninja=Tool("/usr/bin/ninja", "1.11.1"), cuda=cuda, tensorflow=tf, tensorrt=None)
+
+
+def test_default_archs_cover_sm75_to_newest_one_per_major():
+    assert toolchain().default_cuda_archs() == ("75", "80", "90", "100", "110", "120")
+
+
+def test_plan_for_the_example(tmp_path):
+    ops = discover(make_project(tmp_path, EXAMPLE_TF))
+    plan = make_plan(ops, toolchain(), output_dir=Path("/out"))
+    [target] = plan.targets
+    assert target.library == "tensorflow/libaddsub.so"
+    assert target.harness == "kernels/tensorflow-addsub.so"
+    assert plan.ptx_arch == "120"
+    assert "--generate-code=arch=compute_75,code=sm_75" in plan.nvcc_flags
+    assert "--generate-code=arch=compute_120,code=compute_120" in plan.nvcc_flags
+    text = plan.cmake_text()
+    assert "trtis_tensorflow_op(addsub" in text
+    assert "[==[_GLIBCXX_USE_CXX11_ABI=1]==]" in text
+    assert str(EXAMPLE_TF.name) in text
+
+
+def test_cuda_arch_override_and_no_cuda(tmp_path):
+    ops = discover(make_project(tmp_path, EXAMPLE_TF))
+    plan = make_plan(ops, toolchain(), output_dir=Path("/out"), cuda_archs=("90", "80"))
+    assert plan.cuda_archs == ("80", "90") and plan.ptx_arch == "90"
+    cpu = make_plan(ops, toolchain(), output_dir=Path("/out"), no_cuda=True)
+    assert not cpu.cuda_enabled and cpu.targets[0].harness is None
+    assert "TRTIS_NVCC" not in cpu.variables
+    no_nvcc = make_plan(ops, toolchain(cuda=None), output_dir=Path("/out"))
+    assert not no_nvcc.cuda_enabled and no_nvcc.variables["TRTIS_CUDA_ENABLED"] == "OFF"
+
+
+def test_ops_of_a_missing_framework_are_skipped_with_a_reason(tmp_path):
+    ops = discover(make_project(tmp_path, EXAMPLE_TF))
+    plan = make_plan(ops, toolchain(tf=None), output_dir=Path("/out"))
+    assert plan.targets == ()
+    assert plan.skipped == (("tensorflow/addsub", "TensorFlow not found (pip install 'trtis-build[tf]')"),)
+
+
+def test_paths_with_spaces_survive_the_cmake_file(tmp_path):
+    root = tmp_path / "my project"
+    ops = discover(make_project(root, EXAMPLE_TF))
+    text = make_plan(ops, toolchain(), output_dir=root / "out dir").cmake_text()
+    assert f"[==[{root / 'out dir'}]==]" in text
+
+
+def test_one_tf_name_declared_by_two_ops_names_both_files(tmp_path):
+    write_op(tmp_path, "one", 'version = "1"\nops = ["Same"]\n')
+    write_op(tmp_path, "two", 'version = "1"\nops = ["Same"]\n')
+    with pytest.raises(NameConflictError) as info:
+        check_declared(discover(tmp_path))
+    assert "ops/tensorflow/one/op.toml" in info.value.where
+    assert "ops/tensorflow/two/op.toml" in info.value.where
+
+
+def test_builtin_op_names_are_refused(tmp_path):
+    write_op(tmp_path, "one", 'version = "1"\nops = ["Add"]\n')
+    with pytest.raises(NameConflictError, match="built-ins"):
+        check_declared(discover(tmp_path), TF.builtin_ops)
+
+
+def test_same_plugin_triple_twice_is_refused_but_namespaces_separate(tmp_path):
+    plugin = 'version = "1"\n[[plugins]]\nname = "P"\nnamespace = "{ns}"\n'
+    write_op(tmp_path, "a", plugin.format(ns="x"), files=("a.cc",), framework="tensorrt")
+    write_op(tmp_path, "b", plugin.format(ns="y"), files=("b.cc",), framework="tensorrt")
+    check_declared(discover(tmp_path))  # two namespaces: fine
+    write_op(tmp_path, "c", plugin.format(ns="x"), files=("c.cc",), framework="tensorrt")
+    with pytest.raises(NameConflictError, match="x::P v1"):
+        check_declared(discover(tmp_path))
+
+
+def test_registered_names_must_equal_declared(tmp_path):
+    write_op(tmp_path, "one", 'version = "1"\nops = ["Declared"]\n')
+    [op] = discover(tmp_path)
+    compare_registered(op, ["Declared"], "lib.so")
+    with pytest.raises(NameConflictError) as info:
+        compare_registered(op, ["Declared", "Extra"], "lib.so")
+    assert "registered but not declared: Extra" in info.value.message
