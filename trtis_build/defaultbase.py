@@ -23,6 +23,7 @@ import importlib.metadata as metadata
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -87,6 +88,11 @@ def _requirement_closure(roots: tuple[str, ...]) -> list[metadata.Distribution]:
     return [seen[name] for name in sorted(seen)]
 
 
+def _canonical(name: str) -> str:
+    """PEP 503 name: tensorflow_cpu, TensorFlow-CPU -> tensorflow-cpu."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _triton_dirs() -> tuple[Path, Path]:
     spec = importlib.util.find_spec("pytriton")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
@@ -114,7 +120,7 @@ def recipe(env: Mapping[str, str] | None = None) -> dict:
             "mirror": env.get("TRTIS_BUILD_DEBIAN_MIRROR", ""),
             "debian_packages": list(DEBIAN_PACKAGES),
             "pytriton": metadata.version("nvidia-pytriton"), "triton_dir": str(server),
-            "python_packages": {d.metadata["Name"]: d.version for d in dists}}
+            "python_packages": {_canonical(d.metadata["Name"]): d.version for d in dists}}
 
 
 def default_base(*, env: Mapping[str, str] | None = None,
@@ -200,7 +206,8 @@ def _triton_entries(spec: dict) -> Iterator[oci.Entry]:
 
 def _python_entries(spec: dict) -> Iterator[oci.Entry]:
     prefix = f"usr/local/lib/python{spec['python']}/dist-packages"
-    dists = [d for d in _requirement_closure(PYTHON_ROOTS) if d.metadata["Name"] in spec["python_packages"]]
+    dists = [d for d in _requirement_closure(PYTHON_ROOTS)
+             if _canonical(d.metadata["Name"]) in spec["python_packages"]]
     files: dict[str, Path] = {}
     for dist in dists:
         for item in dist.files or []:

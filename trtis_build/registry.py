@@ -180,8 +180,9 @@ class Registry:
         self.tokens[scope_key] = f"Bearer {token}" if token else None
         return self.tokens[scope_key]
 
-    def request(self, method: str, path: str, *, headers: Mapping[str, str] | None = None,
-                data=None, ok=(200,), scope: str = "") -> tuple[int, Mapping[str, str], bytes]:
+    def _open(self, method: str, path: str, *, headers: Mapping[str, str] | None = None,
+              data=None, ok=(200,), scope: str = ""):
+        """The response (caller closes it); HTTP errors listed in `ok` come back as responses."""
         url = path if path.startswith("http") else self.base + path
         self.requests.append((method, urllib.parse.urlsplit(url).path))
         auth = self.tokens.get(scope)
@@ -190,10 +191,8 @@ class Registry:
             if auth:
                 request.add_header("Authorization", auth)
             try:
-                with self.opener.open(request, timeout=self.timeout) as response:
-                    return response.status, response.headers, response.read()
+                return self.opener.open(request, timeout=self.timeout)
             except urllib.error.HTTPError as error:
-                body = error.read()
                 if error.code == 401 and attempt == 0 and error.headers.get("WWW-Authenticate"):
                     auth = self._authorize(error.headers["WWW-Authenticate"], scope)
                     if auth:
@@ -201,8 +200,8 @@ class Registry:
                             data.seek(0)
                         continue
                 if error.code in ok:
-                    return error.code, error.headers, body
-                raise self._http_error(method, url, error.code, body) from None
+                    return error
+                raise self._http_error(method, url, error.code, error.read()) from None
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 raise ImageError(f"cannot reach registry {self.host}: {reason}", where=url,
@@ -210,6 +209,11 @@ class Registry:
                                       "without TLS needs --insecure-registry") from None
         raise ImageError(f"access to {url} denied", where=self.host,
                          hint=f"log in with `skopeo login {self.host}` or `docker login {self.host}`")
+
+    def request(self, method: str, path: str, **kwargs) -> tuple[int, Mapping[str, str], bytes]:
+        with self._open(method, path, **kwargs) as response:
+            return response.status if hasattr(response, "status") else response.code, \
+                response.headers, response.read()
 
     def _http_error(self, method: str, url: str, code: int, body: bytes) -> ImageError:
         try:
@@ -247,6 +251,23 @@ class Registry:
     def get_blob(self, repository: str, digest: str) -> bytes:
         _, _, body = self.request("GET", f"/v2/{repository}/blobs/{digest}", scope=f"{repository}:pull")
         return body
+
+    def download_blob(self, repository: str, digest: str, path: Path) -> None:
+        """Stream a blob to `path`, checking its digest (a mismatch leaves nothing behind)."""
+        tmp = path.with_name(path.name + f".{os.getpid()}.download")
+        hasher = hashlib.sha256()
+        try:
+            with self._open("GET", f"/v2/{repository}/blobs/{digest}", scope=f"{repository}:pull") as response, \
+                    open(tmp, "wb") as out:
+                while chunk := response.read(1 << 20):
+                    hasher.update(chunk)
+                    out.write(chunk)
+            if "sha256:" + hasher.hexdigest() != digest:
+                raise ImageError(f"blob {digest} from {self.host}/{repository} does not match its digest",
+                                 where=self.host, hint="retry; a proxy or the registry corrupted it")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def has_blob(self, repository: str, digest: str) -> bool:
         status, _, _ = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", ok=(200, 404),
