@@ -293,3 +293,28 @@ def test_guard_zero_puts_views_at_the_end_of_their_buffers(shims):
                                  seed=4, guard=0)
     assert results[0].passed, results[0].detail
     assert seen == [10 + 3, 10 + 0]  # outputs: offset + n, no guard band
+
+
+@pytest.mark.compile
+def test_real_cuda_launcher_is_exported_and_fails_cleanly_without_a_gpu(tmp_path):
+    """The example's .cu built as the bundle builds it (-fvisibility=hidden, static cudart):
+    the harness must find its launchers, and on a machine without a GPU a launch returns a
+    CUDA error code instead of crashing. Argument checks happen before any CUDA call."""
+    if harness.gpu_status().available:
+        pytest.skip("this machine has a GPU: tests/gpu covers the launcher")
+    nvcc = next((c for c in (shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc")
+                 if c and Path(c).is_file()), None) or pytest.skip("nvcc is not installed")
+    lib_path = tmp_path / "tensorflow-addsub.so"
+    process.run([nvcc, "-O3", "-Xcompiler=-fPIC", "-Xcompiler=-fvisibility=hidden", "-shared",
+                 "-gencode=arch=compute_90,code=sm_90", f"-I{ADDSUB}", ADDSUB / "addsub_kernel.cu",
+                 ADDSUB / "addsub_kernel.cc", "-o", lib_path], stage="test")
+    lib = _library(lib_path)
+    buf = np.zeros(64, dtype=np.float32)
+    base = buf.ctypes.data
+    assert lib.launch([base] * 4, 0) == 0                        # n = 0: nothing to do
+    assert lib.launch([0, base, base, base], 4) == 1             # cudaErrorInvalidValue
+    code = lib.launch([base + 2, base, base, base], 4)           # not float-aligned
+    assert code == 716 and "misaligned" in lib.error_text(code)
+    code = lib.launch([base, base + 16, base + 32, base + 48], 4)  # a real launch: no driver
+    assert code != 0
+    assert "(code" in lib.error_text(code) and "no error" not in lib.error_text(code)

@@ -160,8 +160,13 @@ int64_t MisalignedFloats(const void* p) {
 
 }  // namespace
 
-extern "C" int trtis_addsub_cuda(const float* a, const float* b, float* sum, float* diff,
-                                 int64_t n, void* stream_handle) {
+// The launchers stay exported when the build compiles with -fvisibility=hidden: the bundle's
+// kernel library (kernels/<framework>-<op>.so) is opened with dlopen by the GPU harness,
+// which looks them up by name.
+#define TRTIS_KERNEL_EXPORT extern "C" __attribute__((visibility("default")))
+
+TRTIS_KERNEL_EXPORT int trtis_addsub_cuda(const float* a, const float* b, float* sum,
+                                          float* diff, int64_t n, void* stream_handle) {
   if (n == 0) return static_cast<int>(cudaSuccess);
   if (n < 0 || !a || !b || !sum || !diff) return static_cast<int>(cudaErrorInvalidValue);
   // A float pointer that is not 4-byte aligned would fault inside the kernel and poison the
@@ -184,6 +189,6 @@ extern "C" int trtis_addsub_cuda(const float* a, const float* b, float* sum, flo
   return static_cast<int>(cudaGetLastError());
 }
 
-extern "C" const char* trtis_addsub_cuda_error_string(int code) {
+TRTIS_KERNEL_EXPORT const char* trtis_addsub_cuda_error_string(int code) {
   return cudaGetErrorString(static_cast<cudaError_t>(code));
 }
