@@ -31,7 +31,7 @@ MIN_MAJOR = 10  # IPluginV3 and IPluginCreatorV3One arrived in TensorRT 10.0
 REQUIRED_HEADERS = ("NvInferVersion.h", "NvInferRuntime.h", "NvInferPluginBase.h")
 CONFIG_HEADER = "trtis_plugin_config.h"
 CHECKS_DIR = Path(__file__).parent / "checks"
-CHECK_SOURCES = ("plugin_check.cc", "plugin_check_support.h", "plugin_check_json.h")
+CHECK_SOURCES = ("plugin_check.cc", "plugin_check_enqueue.h", "plugin_check_support.h", "plugin_check_json.h")
 PROBE_SCRIPT = CHECKS_DIR / "trt_registry_probe.py"
 NOT_FOUND_HINT = ("pass --tensorrt-root DIR or set TENSORRT_ROOT to a TensorRT install (the directory "
                   "holding include/NvInfer.h: a tar package, or /usr for the Debian packages); for CI "
