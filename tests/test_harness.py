@@ -209,6 +209,7 @@ def test_other_launcher_shapes_through_op_toml(shims, tmp_path):
     ({"reference": ["a + c", "a"]}, "uses ['c']"),
     ({"reference": ["a +", "a"]}, "is not a Python expression"),
     ({"launcher": "not an identifier"}, "is not a C identifier"),
+    ({"inputs": "ab"}, "[harness] inputs must be a list of strings"),
 ])
 def test_bad_harness_tables_are_op_spec_errors(table, message):
     with pytest.raises(OpSpecError) as info:

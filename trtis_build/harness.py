@@ -282,6 +282,11 @@ def spec_from_table(op_name: str, table: dict[str, Any], where: str = "op.toml")
     if unknown:
         raise OpSpecError(f"unknown [harness] keys {sorted(unknown)}", where=where,
                           hint=f"allowed: {sorted(known)}")
+    for key in ("inputs", "outputs", "reference"):
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise OpSpecError(f"[harness] {key} must be a list of strings", where=where,
+                              hint=f'write it as {key} = ["...", "..."]')
     base = template_spec(op_name)
     try:
         return KernelSpec(launcher=str(table.get("launcher", base.launcher)),
