@@ -60,7 +60,7 @@ class Progress:
 
 
 def load_toolchain(options: Options, refresh: bool = False) -> toolchain_stage.Toolchain:
-    return toolchain_stage.load(cache_dir=options.build_dir, python=options.python,
+    return toolchain_stage.load(python=options.python,
                                 tensorrt_root=options.tensorrt_root, refresh=refresh)
 
 

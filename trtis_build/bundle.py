@@ -69,7 +69,9 @@ def write_generated_headers(plan: BuildPlan, generated_dir: Path) -> None:
     by_key = {op.key: op for op in plan.ops}
     for target in plan.targets:
         if target.framework == "tensorrt":
-            trt_support.write_plugin_config(by_key[target.key], generated_dir / "tensorrt" / target.name)
+            op = by_key[target.key]
+            trt_support.write_plugin_config(generated_dir / "tensorrt" / target.name, op.name, op.plugins,
+                                            where=str(op.op_toml))
 
 
 # --- checks ----------------------------------------------------------------------------------
@@ -107,9 +109,23 @@ def probe_tensorflow_libraries(tc: Toolchain, paths: list[Path]) -> dict[str, di
 
 
 def _probe_plugins(paths: list[Path]) -> dict[str, dict]:
+    """What each plugin library registers, loaded one by one into a real TensorRT plugin
+    registry (the lean runtime is enough) in a subprocess."""
     from . import tensorrt as trt_support
 
-    return trt_support.probe_libraries(paths)
+    results = {}
+    for path in paths:
+        probe = trt_support.probe_registry([path])
+        if probe.crash:
+            results[str(path)] = {"error": probe.crash}
+            continue
+        [load] = probe.libraries
+        if not load.loaded:
+            results[str(path)] = {"error": load.refusal}
+            continue
+        results[str(path)] = {"plugins": [{"name": p.name, "version": p.version, "namespace": p.namespace}
+                                          for p in load.registered]}
+    return results
 
 
 def _cuda_archs(path: Path) -> dict[str, list[str]] | None:

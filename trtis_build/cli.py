@@ -13,7 +13,7 @@ from . import __version__
 from .errors import TrtisBuildError
 
 # Each module in trtis_build/commands/ adds its subcommands with register(subparsers).
-COMMAND_MODULES = ("ops", "serving")
+COMMAND_MODULES = ("ops", "doctor", "serving", "image")
 
 
 def build_parser() -> argparse.ArgumentParser:

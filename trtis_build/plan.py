@@ -13,7 +13,8 @@ from pathlib import Path
 from .discover import OpSpec
 from .toolchain import Toolchain
 
-NVCC_BASE_FLAGS = ("-O3", "-std=c++17", "-Xcompiler=-fPIC", "-Xcompiler=-fvisibility=hidden")
+# --threads=0: one nvcc compiles its per-arch code in parallel (a touched .cu rebuilds faster).
+NVCC_BASE_FLAGS = ("-O3", "-std=c++17", "-Xcompiler=-fPIC", "-Xcompiler=-fvisibility=hidden", "--threads=0")
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,9 @@ def make_plan(ops: list[OpSpec], toolchain: Toolchain, *, output_dir: Path, no_c
         })
     if toolchain.tensorrt:
         variables["TRTIS_TRT_INCLUDE_DIR"] = toolchain.tensorrt.include_dir
+    if toolchain.cuda:
+        # TensorRT's headers include cuda_runtime_api.h, also in a --no-cuda build.
+        variables["TRTIS_CUDA_INCLUDE_DIR"] = toolchain.cuda.include_dir
     targets, skipped = [], []
     for op in ops:
         reason = _skip_reason(op, toolchain, frameworks)
@@ -148,6 +152,8 @@ def _skip_reason(op: OpSpec, toolchain: Toolchain, frameworks: tuple[str, ...] |
         return "TensorFlow not found (pip install 'trtis-build[tf]')"
     if op.framework == "tensorrt" and toolchain.tensorrt is None:
         return "TensorRT headers not found (--tensorrt-root DIR or TENSORRT_ROOT)"
+    if op.framework == "tensorrt" and toolchain.cuda is None:
+        return "TensorRT headers need the CUDA runtime headers (install the CUDA toolkit or set CUDA_HOME)"
     return None
 
 

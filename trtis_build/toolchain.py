@@ -27,6 +27,7 @@ JSON_MARK = "@@TRTIS-JSON@@"
 # CMake needs 3.24 for CUDA_ARCHITECTURES with -real/-virtual suffixes and CUDA 13.
 MIN_CMAKE = (3, 24)
 ENV_KEYS = ("CXX", "CUDACXX", "CUDA_HOME", "CUDA_PATH", "TENSORRT_ROOT", "PATH")
+# TRTIS_BUILD_CACHE_DIR / XDG_CACHE_HOME choose where the cache lives (default ~/.cache/trtis-build).
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ def _find_nvcc(env: Mapping[str, str]) -> str | None:
 
 
 def fingerprint(located: Mapping[str, str | None], python: str, env: Mapping[str, str]) -> str:
-    parts = [f"schema={CACHE_SCHEMA}", f"python={_stat_key(python)}"]
+    parts = [f"schema={CACHE_SCHEMA}", f"python={_stat_key(python)}",
+             f"detector={_stat_key(__file__)}", f"trt_support={_stat_key(Path(__file__).with_name('tensorrt.py'))}"]
     for key, path in sorted(located.items()):
         parts.append(f"{key}={_stat_key(path)}")
     tf_dir = located.get("tensorflow_dir")
@@ -289,14 +291,23 @@ def _from_json(data: dict[str, Any]) -> Toolchain:
         problems=tuple(data["problems"]), fingerprint=data["fingerprint"])
 
 
-def load(*, cache_dir: Path, python: str | None = None, env: Mapping[str, str] | None = None,
-         tensorrt_root: Path | None = None, refresh: bool = False) -> Toolchain:
-    """The toolchain, from <cache_dir>/toolchain.json when its fingerprint still matches."""
+def user_cache_dir(env: Mapping[str, str]) -> Path:
+    """Shared by every project of this user: the fingerprint says when an entry is stale."""
+    if env.get("TRTIS_BUILD_CACHE_DIR"):
+        return Path(env["TRTIS_BUILD_CACHE_DIR"])
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trtis-build"
+
+
+def load(*, cache_dir: Path | None = None, python: str | None = None,
+         env: Mapping[str, str] | None = None, tensorrt_root: Path | None = None,
+         refresh: bool = False) -> Toolchain:
+    """The toolchain, from the cache when its fingerprint still matches."""
     env = os.environ if env is None else env
     python = python or sys.executable
     located = _locate(env, python, tensorrt_root)
     fp = fingerprint(located, python, env)
-    cache = cache_dir / "toolchain.json"
+    cache_dir = cache_dir or user_cache_dir(env)
+    cache = cache_dir / f"toolchain-{fp}.json"
     if not refresh and cache.is_file():
         try:
             data = json.loads(cache.read_text())

@@ -131,7 +131,7 @@ function(trtis_tensorrt_plugin name)
     LIBRARY_OUTPUT_DIRECTORY "${TRTIS_OUTPUT_DIR}/tensorrt"
     CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
   target_include_directories(${prefix} PRIVATE ${A_CONFIG_HEADER_DIR} ${A_INCLUDE_DIRS})
-  target_include_directories(${prefix} SYSTEM PRIVATE ${TRTIS_TRT_INCLUDE_DIR})
+  target_include_directories(${prefix} SYSTEM PRIVATE ${TRTIS_TRT_INCLUDE_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
   if(TRTIS_CUDA_ENABLED AND A_CUDA_SOURCES)
     target_compile_definitions(${prefix} PRIVATE TRTIS_WITH_CUDA=1)
   endif()
