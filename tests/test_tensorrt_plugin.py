@@ -208,6 +208,18 @@ def test_a_library_without_getcreators_is_refused_not_a_crash(tmp_path, librarie
 
 
 @needs_registry
+def test_loadlibrary_refuses_a_library_without_setloggerfinder(tmp_path):
+    # Why plugin_check fails a library that lacks it: TensorRT's loader looks both up first.
+    source = tmp_path / "nofinder.cc"
+    source.write_text('extern "C" __attribute__((visibility("default"))) void* const* getCreators(int& n)'
+                      ' { n = 0; return nullptr; }\n')
+    library = tmp_path / "libnofinder.so"
+    process.run(["g++", "-shared", "-fPIC", "-o", str(library), str(source)], stage="test")
+    [load] = tensorrt.probe_registry([library]).libraries
+    assert not load.loaded and "setLoggerFinder" in load.refusal
+
+
+@needs_registry
 def test_a_crash_inside_tensorrt_is_reported_with_the_library(tmp_path):
     source = tmp_path / "crash.cc"
     source.write_text(CRASHING_LIBRARY)
