@@ -22,8 +22,9 @@ TF_OP_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*$")
 PLUGIN_FIELD = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 SOURCE_KEYS = ("sources", "kernel_sources", "cuda_sources", "gpu_sources")
+# [harness]: how the GPU harness calls the op's CUDA launcher (validated by harness.py).
 _COMMON_KEYS = {"name", "version", "description", "include_dirs", "cxx_flags", "cuda_flags",
-                "tests", *SOURCE_KEYS}
+                "tests", "harness", *SOURCE_KEYS}
 ALLOWED_KEYS = {
     "tensorflow": _COMMON_KEYS | {"ops"},
     "tensorrt": _COMMON_KEYS | {"plugins", "namespace"},

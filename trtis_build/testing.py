@@ -15,7 +15,7 @@ from typing import Mapping
 
 from . import build as build_stage
 from . import process
-from .errors import TestFailure, ToolchainError
+from .errors import TestFailure
 from .loader import default_bundle_path
 
 PROBES = Path(__file__).parent / "probes"
@@ -63,7 +63,14 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
         if completed.returncode != 0:
             failed.append(op.key)
     if gpu:
-        report["gpu"] = _gpu_checks(bundle.path, failed)
+        from . import harness  # raises GpuUnavailableError (clear message) without a GPU
+
+        gpu_results = harness.run_gpu_checks(bundle.path, project_root=options.root)
+        report["gpu"] = [r.to_json() for r in gpu_results]
+        if not as_json:
+            print(harness.format_results(gpu_results), file=sys.stderr)
+        if any(r.status == "failed" for r in gpu_results):
+            failed.append("gpu kernel checks")
     if as_json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -74,15 +81,7 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
         print("no op has a test file (test_*.py in its directory)", file=sys.stderr)
     if failed:
         raise TestFailure(f"tests failed for {', '.join(failed)}",
-                          where=", ".join(report["ops"][k]["log"] for k in failed),
+                          where=", ".join(report["ops"][k]["log"] for k in failed if k in report["ops"]),
                           hint="read the log(s); rerun one with `trtis-build ops test -- -x -k NAME`")
     return 0
 
-
-def _gpu_checks(bundle: Path, failed: list[str]) -> dict:
-    try:
-        from . import harness
-    except ImportError as exc:
-        raise ToolchainError("the GPU kernel harness is not available in this install") from exc
-    results = harness.run_gpu_checks(bundle)
-    return results
