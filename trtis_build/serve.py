@@ -285,6 +285,10 @@ class TritonServer:
         self._wait_live()
 
     def _assemble_backends(self, backends: Path) -> Path:
+        # A full Triton install (a container's /opt/tritonserver) has the stub in place and
+        # maybe more backends (TensorFlow up to 25.03): use its backends directory as it is.
+        if self.install.stub.parent == self.install.python_backend:
+            return self.install.python_backend.parent
         python_dir = backends / "python"
         python_dir.mkdir(parents=True)
         for item in self.install.python_backend.iterdir():

@@ -143,7 +143,10 @@ def _reference_main(argv: list[str]) -> int:
     except OpLibraryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    arrays.update({f"output:{name}": value for name, value in outputs.items()})
+    # TensorFlow returns strings as object arrays; store them as fixed-width bytes so the
+    # file loads without pickle.
+    arrays.update({f"output:{name}": value.astype(np.bytes_) if value.dtype == object else value
+                   for name, value in outputs.items()})
     tmp = args.reference.with_name(args.reference.name + ".tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, args.reference)
