@@ -208,3 +208,13 @@ def test_classic_tensorflow_layout_builds_unchanged(tmp_path):
     [lib] = manifest["libraries"]
     assert lib["layout"] == "classic"
     assert lib["devices"]["TRTISClassicAddOne"] == ["CPU", "GPU"]  # GOOGLE_CUDA registrations built
+
+
+def test_ops_check_reports_cuda_code_per_library(project):
+    root, _ = project
+    result = trtis("ops", "check", "--json", "--gpu-arch", "90", cwd=root)
+    report = json.loads(result.stdout)
+    [lib] = [e for e in report["libraries"] if e["path"] == "tensorflow/libaddsub.so"]
+    assert "sm_90" in lib["archs"]["sass"] and lib["runs_on"] == "sass sm_90"
+    too_old = trtis("ops", "check", "--gpu-arch", "70", cwd=root, check=False)
+    assert too_old.returncode == 6 and "no SASS or PTX that runs on sm_70" in too_old.stderr
