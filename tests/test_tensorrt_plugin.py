@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from trtis_build import process, tensorrt
 from trtis_build.discover import PluginId, load_op
 from trtis_build.errors import CommandError
 
-from .trt_build import build_plugin, cuda_home, nvcc_path
+from .trt_build import build_autoload, build_plugin, cuda_home, nvcc_path
 
 REPO = Path(__file__).resolve().parent.parent
 ADDSUB = PluginId("TRTISExampleAddSub", "1", "trtis")
@@ -33,6 +35,13 @@ pytestmark = [
 ]
 needs_nvcc = pytest.mark.skipif(nvcc_path() is None, reason="nvcc not found")
 needs_registry = pytest.mark.skipif(not HAS_LEAN, reason="no TensorRT Python runtime (pip install tensorrt-lean-cu13)")
+# A TensorRT 10 runtime beside the default (11.x) one: the headers here are 10.14, and calls
+# into the registry through its virtual table (the autoload shim) need the same major.
+TRT10 = Path(os.environ.get("TRTIS_TEST_TRT10_PATH", REPO / ".venv" / "trt10"))
+TRT10_ENV = {"PYTHONPATH": str(TRT10)}
+needs_trt10 = pytest.mark.skipif(not (TRT10 / "tensorrt_lean_bindings").is_dir(),
+                                 reason=f"no TensorRT 10 lean runtime at {TRT10} (scripts/setup.sh installs "
+                                        "tensorrt-lean-cu12-libs/-bindings 10.16.1.11 there with pip --target)")
 
 # Libraries a plugin library may need: the C and C++ runtimes only (static cudart inside).
 ALLOWED_NEEDED = {"libc.so.6", "libstdc++.so.6", "libm.so.6", "libgcc_s.so.1", "libdl.so.2",
@@ -233,3 +242,62 @@ def test_report_is_json_with_a_header_version(libraries, check_program):
     completed = process.run([str(check_program), str(libraries["nocuda"])], stage="test", check=False)
     report = json.loads(completed.output.splitlines()[0])
     assert report["tensorrt_headers"] == HEADERS.version and report["ok"] is True
+
+
+# --- Triton's plugins= and LD_PRELOAD only dlopen: the autoload shim ------------------------------
+
+@needs_registry
+@needs_nvcc
+def test_plain_dlopen_registers_nothing(libraries):
+    # What Triton's TensorRT backend does with plugins=: dlopen(RTLD_NOW | RTLD_LOCAL), no getCreators.
+    probe = tensorrt.probe_registry([libraries["addsub"]], lookups=[ADDSUB], dlopen=True)
+    assert probe.libraries[0].loaded and probe.libraries[0].registered == () and not probe.found(ADDSUB)
+
+
+@pytest.fixture(scope="module")
+def autoload(libraries):
+    if "addsub" not in libraries:
+        pytest.skip("nvcc not found")
+    return {"addsub": build_autoload(libraries["addsub"], HEADERS),
+            "copy": build_autoload(libraries["copy"], HEADERS),
+            "other_ns": build_autoload(libraries["other_ns"], HEADERS)}
+
+
+@needs_trt10
+def test_autoload_shim_registers_its_sibling_on_dlopen(autoload):
+    other = PluginId(ADDSUB.name, "1", "other")
+    probe = tensorrt.probe_registry([autoload["addsub"], autoload["other_ns"]], lookups=[ADDSUB, other],
+                                    dlopen=True, extra_env=TRT10_ENV)
+    assert probe.version.startswith("10.") and probe.crash is None
+    first, second = probe.libraries
+    assert first.registered == (ADDSUB,) and second.registered == (other,)
+    assert probe.found(ADDSUB) and probe.found(other)
+    assert first.messages == (f"trtis-build autoload: registered the plugins of {autoload['addsub'].parent.parent}"
+                              f"/libaddsub.so with libnvinfer_lean.so.10",)
+
+
+@needs_trt10
+def test_autoload_shim_reports_a_duplicate_triple(autoload):
+    probe = tensorrt.probe_registry([autoload["addsub"], autoload["copy"]], lookups=[ADDSUB], dlopen=True,
+                                    extra_env=TRT10_ENV)
+    first, second = probe.libraries
+    assert first.registered == (ADDSUB,) and second.registered == ()
+    assert "refused" in second.messages[0] and "same (name, version, namespace)" in second.messages[0]
+    assert any("exists already" in e for e in second.errors)  # TensorRT's own reason, via the recorder
+
+
+@needs_registry
+def test_autoload_shim_refuses_another_tensorrt_major(autoload):
+    probe = tensorrt.probe_registry([autoload["addsub"]], lookups=[ADDSUB], dlopen=True)
+    if probe.version.startswith("10."):
+        pytest.skip("the default TensorRT runtime here is 10.x")
+    [load] = probe.libraries
+    assert probe.crash is None and load.registered == () and not probe.found(ADDSUB)
+    assert "built against TensorRT 10 headers" in load.messages[0] and "--tensorrt-root" in load.messages[0]
+
+
+def test_autoload_shim_without_tensorrt_says_how_to_load_instead(autoload):
+    done = process.run([sys.executable, "-c", f"import ctypes; ctypes.CDLL({str(autoload['addsub'])!r})"],
+                       stage="test")
+    assert "no TensorRT library is loaded in this process" in done.output
+    assert "IPluginRegistry::loadLibrary" in done.output

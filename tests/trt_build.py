@@ -75,3 +75,16 @@ def build_plugin(op: OpSpec, out_dir: Path, headers: TensorRTHeaders, *, cuda: b
     process.run(["g++", "-shared", "-fvisibility=hidden", "-o", str(library), *map(str, objects), *link,
                  "-Wl,--no-undefined"], stage="test build")
     return library
+
+
+def build_autoload(plugin_library: Path, headers: TensorRTHeaders) -> Path:
+    """The autoload shim for a plugin library: <dir>/autoload/<same name> (see
+    trtis_build/checks/trtis_autoload.cc), compiled against the same headers."""
+    home = cuda_home()
+    shim = plugin_library.parent / "autoload" / plugin_library.name
+    shim.parent.mkdir(exist_ok=True)
+    process.run(["g++", "-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-shared", "-Wall", "-Wextra",
+                 "-isystem", str(headers.include_dir), "-isystem", str(home / "include"),
+                 str(Path(__file__).resolve().parent.parent / "trtis_build" / "checks" / "trtis_autoload.cc"),
+                 "-ldl", "-Wl,--no-undefined", "-o", str(shim)], stage="test build")
+    return shim

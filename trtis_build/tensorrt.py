@@ -328,6 +328,7 @@ class LibraryLoad:
     loaded: bool                       # IPluginRegistry::loadLibrary returned a handle
     registered: tuple[PluginId, ...]   # what the load added to the registry
     errors: tuple[str, ...]            # TensorRT's error recorder during the load
+    messages: tuple[str, ...] = ()     # dlopen mode: what the library printed on stderr
 
     @property
     def refusal(self) -> str | None:
@@ -363,18 +364,22 @@ def _probe_events(path: Path) -> list[dict]:
 
 
 def probe_registry(libraries: Iterable[Path], *, lookups: Iterable[PluginId] = (),
-                   python: str | None = None, module: str | None = None,
-                   timeout: float = 120) -> RegistryProbe:
+                   python: str | None = None, module: str | None = None, dlopen: bool = False,
+                   extra_env: Mapping[str, str] | None = None, timeout: float = 120) -> RegistryProbe:
     """Load `libraries` in order into TensorRT's plugin registry in a fresh interpreter and
     report what each registered, what each refused with TensorRT's reason, and which
-    `lookups` get_creator finds afterwards. Never creates a Runtime (CUDA-free machines)."""
+    `lookups` get_creator finds afterwards. dlopen=True opens them the way Triton's plugins=
+    does (plain dlopen: only self-registering libraries such as the autoload shims register).
+    `extra_env` can select another TensorRT runtime (PYTHONPATH). Never creates a Runtime."""
     libraries = [str(Path(lib).resolve()) for lib in libraries]
     with tempfile.TemporaryDirectory(prefix="trtis-trt-probe-") as tmp:
         events_path = Path(tmp) / "events.jsonl"
         command = [python or sys.executable, str(PROBE_SCRIPT), "--output", str(events_path)]
         command += ["--module", module] if module else []
+        command += ["--dlopen"] if dlopen else []
         command += [arg for p in lookups for arg in ("--lookup", f"{p.name}:{p.version}:{p.namespace}")]
-        done = process.run(command + libraries, stage="tensorrt registry", check=False, timeout=timeout)
+        done = process.run(command + libraries, stage="tensorrt registry", check=False, timeout=timeout,
+                           extra_env=extra_env)
         events = _probe_events(events_path)
     start = next((e for e in events if e["event"] == "start"), None)
     if start is None:
@@ -383,7 +388,8 @@ def probe_registry(libraries: Iterable[Path], *, lookups: Iterable[PluginId] = (
                              hint="pip install tensorrt-lean-cu13 (or tensorrt) into the environment that "
                                   "runs trtis-build")
     loads = tuple(LibraryLoad(e["path"], e["loaded"], tuple(PluginId(*t) for t in e["registered"]),
-                              tuple(e["errors"])) for e in events if e["event"] == "load")
+                              tuple(e["errors"]), tuple(e.get("messages", ())))
+                  for e in events if e["event"] == "load")
     found = tuple((PluginId(*e["plugin"]), e["found"]) for e in events if e["event"] == "lookup")
     crash = None
     if not any(e["event"] == "done" for e in events):

@@ -8,7 +8,8 @@ Writes JSON lines to --output, one per step, flushed as they happen, so a crash 
 which library was being loaded:
   {"event": "start", "module": "tensorrt_lean", "version": "11.4.0.106"}
   {"event": "loading", "path": ...}
-  {"event": "load", "path": ..., "loaded": true, "registered": [[name, version, ns]], "errors": [...]}
+  {"event": "load", "path": ..., "loaded": true, "registered": [[name, version, ns]], "errors": [...],
+   "messages": [...]}   (--dlopen: what the library printed on stderr while it was opened)
   {"event": "lookup", "plugin": [name, version, ns], "found": true}
   {"event": "done"}
 Never creates a Runtime or Builder: on a machine without a GPU those log CUDA errors or crash.
@@ -17,10 +18,12 @@ Never creates a Runtime or Builder: on a machine without a GPU those log CUDA er
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib
 import json
 import os
 import sys
+import tempfile
 
 # The full runtime first (what users deploy), then the lean and dispatch runtimes from PyPI.
 MODULES = ("tensorrt", "tensorrt_lean", "tensorrt_dispatch")
@@ -32,6 +35,9 @@ def parse_args(argv):
     parser.add_argument("--module", help=f"TensorRT Python module (default: first of {', '.join(MODULES)})")
     parser.add_argument("--lookup", action="append", default=[], metavar="NAME:VERSION:NAMESPACE",
                         help="look this plugin up with get_creator after loading")
+    parser.add_argument("--dlopen", action="store_true",
+                        help="open the libraries with dlopen only, as Triton's plugins= and LD_PRELOAD do, "
+                             "instead of IPluginRegistry::loadLibrary")
     parser.add_argument("libraries", nargs="*")
     return parser.parse_args(argv)
 
@@ -76,6 +82,25 @@ def make_recorder(trt):
     return Recorder()
 
 
+def dlopen_capturing_stderr(path):
+    """dlopen like Triton (RTLD_NOW | RTLD_LOCAL); returns (opened, lines written to fd 2)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_LOCAL)
+            opened = True
+        except OSError as exc:
+            opened = False
+            os.write(2, f"dlopen failed: {exc}\n".encode())
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        return opened, capture.read().decode(errors="replace").splitlines()
+
+
 def triples(registry):
     found = set()
     for creator in registry.all_creators:
@@ -104,10 +129,14 @@ def main(argv=None):
         emit(event="loading", path=path)
         before = triples(registry)
         recorder.clear()
-        handle = registry.load_library(path)
+        messages = []
+        if args.dlopen:
+            loaded, messages = dlopen_capturing_stderr(path)
+        else:
+            loaded = registry.load_library(path) is not None
         added = sorted(triples(registry) - before)
-        emit(event="load", path=path, loaded=handle is not None, registered=[list(t) for t in added],
-             errors=[desc for _, desc in recorder.errors])
+        emit(event="load", path=path, loaded=loaded, registered=[list(t) for t in added],
+             errors=[desc for _, desc in recorder.errors], messages=messages)
     for item in args.lookup:
         name, version, namespace = item.split(":", 2)
         creator = registry.get_creator(name, version, namespace)
