@@ -313,6 +313,16 @@ def test_serve_interrupted_while_loading_leaves_nothing(project, repo):
     _assert_clean(proc.pid, server_pid)
 
 
+def test_tensorflow_config_is_valid_for_triton_and_explained_without_the_backend(project, repo):
+    # The PyPI server has no TensorFlow backend: Triton must accept configs/tensorflow.pbtxt
+    # (platform + model_operations) and fail only at finding the backend, with our hint.
+    result = trtis("smoke", "--model=addsub", "--model-config-name=tensorflow", cwd=project,
+                   check=False, timeout=120)
+    assert result.returncode == 1
+    assert "unable to find backend library for backend 'tensorflow'" in result.stdout
+    assert "--model-config-name python" in result.stdout
+
+
 def test_serve_with_only_broken_models_exits(project, repo):
     result = trtis("serve", "--quiet", "--model=badconfig", cwd=project, check=False, timeout=120)
     assert result.returncode == 9

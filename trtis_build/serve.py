@@ -42,6 +42,18 @@ SHM_DIR = Path("/dev/shm")
 STUB = "triton_python_backend_stub"
 
 
+# Load failures with a known cause -> what to do (appended to the reason).
+KNOWN_FAILURES = (
+    ("unable to find backend library for backend 'tensorflow'",
+     " -- this server has no TensorFlow backend (the PyPI tritonserver, Triton 25.04 and later): "
+     "serve the model's Python-backend config (--model-config-name python, or "
+     "`trtis-build model add --backend python`)"),
+    ("Op type not registered",
+     " -- the model uses an op its directory does not carry: re-run `trtis-build model add` "
+     "with the bundle that provides it"),
+)
+
+
 @dataclass(frozen=True)
 class ServerInstall:
     """Where the pieces of a pip-installed Triton are."""
@@ -418,6 +430,7 @@ class TritonServer:
         details = [d for d in details if d and d not in reason]
         if details:
             reason += " (" + "; ".join(dict.fromkeys(details)) + ")"
+        reason += next((hint for known, hint in KNOWN_FAILURES if known in reason), "")
         return ModelStatus(name, False, index.get("state", "UNAVAILABLE"), reason, elapsed)
 
     def config_problem(self, name: str) -> str:
