@@ -104,11 +104,12 @@ def server_shim(rootfs: Path, config: Mapping, shim_dir: Path) -> Path:
         raise ImageError("the image has no Triton Python backend under /opt/tritonserver/backends/python",
                          where=rootfs, hint="use a base image with the Python backend to run smoke in it")
     (shim_dir / "bin").mkdir(parents=True, exist_ok=True)
-    (shim_dir / "backends").mkdir(exist_ok=True)
-    link = shim_dir / "backends" / "python"
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(python_backend)
+    # Copies, not a symlink into the rootfs: the server sees this directory at its host path
+    # inside the sandbox, where the rootfs path does not exist.
+    backend_copy = shim_dir / "backends" / "python"
+    shutil.rmtree(backend_copy, ignore_errors=True)
+    shutil.copytree(python_backend, backend_copy, symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
     shim = shim_dir / "bin" / "tritonserver"
     shim.write_text(_SHIM.format(python=sys.executable, rootfs=rootfs, settings=json.dumps(settings)))
     shim.chmod(0o755)

@@ -524,9 +524,10 @@ def import_archive(path: Path, dest: Path) -> Layout:
         elif "manifest.json" in names:
             _docker_to_layout(path, work)
         else:
-            raise ImageError(f"{path} holds neither an OCI layout nor a docker manifest.json",
-                             where=path, hint="give an archive from docker save, podman save, "
-                                              "skopeo copy ... docker-archive:/oci-archive: or trtis-build")
+            raise ImageError(f"{path} holds neither an OCI layout nor a docker manifest.json "
+                             "(truncated, or not an image archive)", where=path,
+                             hint="give an archive from docker save, podman save, "
+                                  "skopeo copy ... docker-archive:/oci-archive: or trtis-build")
         os.replace(work, dest)
     finally:
         shutil.rmtree(work, ignore_errors=True)

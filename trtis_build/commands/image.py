@@ -8,7 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ..errors import CommandError, ConfigError, ImageError
+from ..errors import CommandError, ConfigError
 from .common import info, options_from, print_json
 
 
@@ -47,6 +47,13 @@ def register(subparsers) -> None:
     server.add_argument("--bundle", metavar="DIR",
                         help="use this bundle as is (default: build/bundle, built or updated first)")
     server.add_argument("--no-build", action="store_true", help="do not build the bundle; use it as is")
+    build = server.add_argument_group("bundle build options (as for `ops build`)")
+    build.add_argument("--build-dir", metavar="DIR", help="build directory (default: build)")
+    build.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel compile jobs")
+    build.add_argument("--cuda-arch", metavar="LIST", help="CUDA architectures, e.g. 80,90")
+    build.add_argument("--no-cuda", action="store_true", default=None, help="build CPU kernels only")
+    build.add_argument("--tensorrt-root", metavar="DIR", help="TensorRT install (headers in include/)")
+    build.add_argument("--python", metavar="EXE", help="Python interpreter that has TensorFlow")
     server.add_argument("--plugin-mode", choices=("backend-config", "preload"), default="backend-config",
                         help="how TensorRT plugins reach Triton (default backend-config; preload = LD_PRELOAD)")
     server.add_argument("--base-version", action="append", type=_version_pair, default=[],

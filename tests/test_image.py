@@ -1,0 +1,347 @@
+"""Integration tests of `trtis-build server` with the real tools: the example op built by
+`ops build`, the default base (mmdebstrap + nvidia-pytriton + TensorFlow, cached in
+$TRTIS_BUILD_CACHE_DIR or ~/.cache/trtis-build), skopeo, oci-image-tool, umoci, bubblewrap,
+Debian's docker-registry on 127.0.0.1 and `trtis-build smoke` run inside the image's own
+root filesystem."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from trtis_build import oci
+
+from .conftest import EXAMPLE_TF, REPO, make_project, needs_tf, trtis
+
+TOOLS = {"skopeo": "skopeo", "umoci": "umoci", "bwrap": "bubblewrap", "mmdebstrap": "mmdebstrap",
+         "docker-registry": "docker-registry"}
+MISSING = [package for tool, package in TOOLS.items() if shutil.which(tool) is None]
+EPOCH = "1700000000"
+OPS = "opt/tritonserver/ops"
+
+pytestmark = [
+    pytest.mark.image, pytest.mark.compile, pytest.mark.tensorflow, needs_tf,
+    pytest.mark.skipif(bool(MISSING), reason=f"not installed: {', '.join(MISSING)} (scripts/setup.sh installs them)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="mmdebstrap and umoci unpack need root to keep image owners "
+                                                 "(CI runs scripts/setup.sh and the tests as root)"),
+    pytest.mark.skipif(importlib.util.find_spec("pytriton") is None,
+                       reason="nvidia-pytriton not installed: pip install '.[server]'"),
+]
+
+
+def run(*command, check=True, timeout=300) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("image"), EXAMPLE_TF)
+    trtis("ops", "build", "--no-cuda", cwd=root)
+    return root
+
+
+def server(project: Path, *args, check: bool = True, epoch: str = EPOCH, bundle: Path | None = None):
+    bundle = bundle or project / "build" / "bundle"
+    return trtis("server", "--bundle", str(bundle), *map(str, args), cwd=project, check=check,
+                 env={"SOURCE_DATE_EPOCH": epoch})
+
+
+@pytest.fixture(scope="module")
+def composed(project):
+    """Default base (built once, cached across modules and runs), the example bundle."""
+    out = project / "img"
+    result = server(project, "--out", out, "--tag", "trtis-test:1", "--archive", project / "img.tar",
+                    "--dockerfile", project / "docker" / "Dockerfile", "--json",
+                    "--source", "https://example.com/ops.git", "--revision", "abc123")
+    return {"out": out, "archive": project / "img.tar", "json": json.loads(result.stdout)}
+
+
+def _manifest_and_config(out: Path, ref: str = "1"):
+    layout = oci.Layout.open(out)
+    desc, manifest = layout.find_manifest(ref)
+    return layout, desc, manifest, layout.read_json(manifest["config"]["digest"])
+
+
+def test_tools_accept_the_image(composed):
+    out, digest = composed["out"], composed["json"]["digest"]
+    inspected = json.loads(run("skopeo", "inspect", f"oci:{out}:1").stdout)
+    assert inspected["Digest"] == digest
+    assert inspected["Labels"]["org.trtis-build.tensorflow.ops"] == "TRTISExampleAddSub"
+    if shutil.which("oci-image-tool"):
+        run("oci-image-tool", "validate", "--type", "image", "--ref", "name=1", out)
+    # One archive, both readers: oci-archive (docker load >= 25 reads index.json) and
+    # docker-archive (manifest.json: podman load and older docker load).
+    archive = composed["archive"]
+    assert json.loads(run("skopeo", "inspect", f"oci-archive:{archive}").stdout)["Digest"] == digest
+    from_docker = json.loads(run("skopeo", "inspect", f"docker-archive:{archive}").stdout)
+    assert from_docker["Labels"] == inspected["Labels"]
+    # docker-archive readers address layers by their uncompressed digest (diff_id).
+    assert from_docker["Layers"][-1] == composed["json"]["layer"]["diff_id"]
+
+
+def test_layer_holds_exactly_the_bundle(composed, project):
+    layout, _, manifest, _ = _manifest_and_config(composed["out"])
+    top = oci.Descriptor.from_json(manifest["layers"][-1])
+    bundle = project / "build" / "bundle"
+    with tarfile.open(layout.blob_path(top.digest), "r:gz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        contents = {name: tar.extractfile(m).read() for name, m in members.items() if m.isreg()}
+    assert sorted(members) == ["opt", "opt/tritonserver", f"{OPS}", f"{OPS}/launch.json", f"{OPS}/manifest.json",
+                               f"{OPS}/tensorflow", f"{OPS}/tensorflow/libaddsub.so", f"{OPS}/trtis-launch"]
+    assert list(members) == sorted(members, key=str.encode)
+    for member in members.values():
+        assert (member.uid, member.gid, member.uname, member.gname) == (0, 0, "", "")
+        assert member.mtime == int(EPOCH)
+        assert member.mode == (0o755 if member.isdir() or member.name.endswith("trtis-launch") else 0o644)
+    assert contents[f"{OPS}/manifest.json"] == (bundle / "manifest.json").read_bytes()
+    assert contents[f"{OPS}/tensorflow/libaddsub.so"] == (bundle / "tensorflow" / "libaddsub.so").read_bytes()
+    launcher = REPO / "trtis_build" / "server_files" / "trtis_launch.py"
+    assert contents[f"{OPS}/trtis-launch"] == launcher.read_bytes()
+
+
+def test_two_builds_give_one_digest(composed, project):
+    again = json.loads(server(project, "--out", project / "img2", "--tag", "trtis-test:1", "--archive",
+                              project / "img2.tar", "--json", "--source", "https://example.com/ops.git",
+                              "--revision", "abc123").stdout)
+    assert again["digest"] == composed["json"]["digest"]
+    assert (project / "img2.tar").read_bytes() == composed["archive"].read_bytes()
+    later = json.loads(server(project, "--out", project / "img3", "--tag", "trtis-test:1", "--json",
+                              "--revision", "abc123", epoch="1700000001").stdout)
+    assert later["digest"] != composed["json"]["digest"]
+
+
+def test_config_labels_and_annotations(composed, project):
+    _, _, manifest, config = _manifest_and_config(composed["out"])
+    inner = config["config"]
+    assert inner["Entrypoint"] == [f"/{OPS}/trtis-launch"]
+    assert f"TRTIS_BUNDLE=/{OPS}" in inner["Env"]
+    assert any(item.startswith("LD_LIBRARY_PATH=/opt/tritonserver/lib") for item in inner["Env"])  # base env kept
+    labels = inner["Labels"]
+    bundle_manifest = (project / "build" / "bundle" / "manifest.json").read_bytes()
+    import hashlib
+
+    assert labels["org.trtis-build.bundle.manifest.sha256"] == hashlib.sha256(bundle_manifest).hexdigest()
+    assert labels["org.opencontainers.image.source"] == "https://example.com/ops.git"
+    assert labels["org.opencontainers.image.revision"] == "abc123"
+    assert labels["org.trtis-build.ops"] == "tensorflow/addsub"
+    assert labels["org.trtis-build.toolchain.tensorflow.version"] == "2.21.0"
+    assert labels["org.trtis-build.base.tensorflow.version"] == "2.21.0"  # the default base's own label
+    assert manifest["annotations"]["org.opencontainers.image.revision"] == "abc123"
+    assert manifest["annotations"]["org.opencontainers.image.base.digest"] == composed["json"]["base"]["digest"]
+    assert len(config["rootfs"]["diff_ids"]) == len(manifest["layers"])
+
+
+def test_dockerfile_matches_the_layer(composed, project):
+    dockerfile = (project / "docker" / "Dockerfile").read_text()
+    assert "FROM ${BASE}" in dockerfile and f'ENTRYPOINT ["/{OPS}/trtis-launch"]' in dockerfile
+    context = project / "docker" / "trtis-server-context"
+    files = sorted(str(p.relative_to(context)) for p in context.rglob("*") if p.is_file())
+    assert files == [f"{OPS}/launch.json", f"{OPS}/manifest.json", f"{OPS}/tensorflow/libaddsub.so",
+                     f"{OPS}/trtis-launch"]
+    assert os.access(context / OPS / "trtis-launch", os.X_OK)
+
+
+# ---------------------------------------------------------------- running the image
+
+@pytest.fixture(scope="module")
+def rootfs(composed, tmp_path_factory):
+    from trtis_build import imagerun
+
+    return imagerun.unpack(composed["out"], "1", tmp_path_factory.mktemp("unpacked") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def models(project):
+    run(sys.executable, REPO / "examples" / "make_savedmodel.py", project / "saved",
+        "--bundle", project / "build" / "bundle")
+    trtis("model", "add", "addsub", "--savedmodel", "saved/addsub_custom", cwd=project)
+    return project / "models"
+
+
+def _in_image(rootfs: Path, composed, *args, extra_binds=()):
+    from trtis_build import imagerun
+
+    config = imagerun.image_config(composed["out"], "1")
+    command = imagerun.sandbox_command(rootfs, config, list(args))
+    split = command.index("--")
+    for path in extra_binds:
+        command[split:split] = ["--tmpfs", path]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.server
+def test_smoke_inside_the_image(rootfs, composed, models, tmp_path):
+    """tritonserver, the Python backend, python3, TensorFlow and the op library all come from
+    the unpacked image; the model answers through tritonclient HTTP and gRPC."""
+    from trtis_build import imagerun, smoke
+    from trtis_build.serve import ServerSettings
+
+    check = _in_image(rootfs, composed, "--trtis-check")
+    assert check.returncode == 0, check.stderr
+    shim = imagerun.server_shim(rootfs, imagerun.image_config(composed["out"], "1"), tmp_path / "shim")
+    log = tmp_path / "server.log"
+    report = smoke.run_smoke(ServerSettings(models_dir=models, tritonserver=shim, log_file=log,
+                                            startup_timeout=90, load_timeout=180))
+    assert report.passed, smoke.format_report(report) + "\n" + log.read_text()[-3000:]
+    text = log.read_text()
+    assert "trtis-launch: bundle ok (1 libraries); starting tritonserver" in text
+
+
+def test_launcher_fails_fast_without_tensorflow(rootfs, composed):
+    hidden = "/usr/local/lib/python3.11/dist-packages/tensorflow"
+    result = _in_image(rootfs, composed, "--model-repository=/models", extra_binds=[hidden])
+    assert result.returncode == 3
+    assert "libaddsub.so needs libtensorflow_framework.so.2, which is not in the image" in result.stderr
+
+
+def test_launcher_detects_a_changed_library(rootfs, composed):
+    library = rootfs / OPS / "tensorflow" / "libaddsub.so"
+    original = library.read_bytes()
+    try:
+        library.write_bytes(original + b"\0")
+        result = _in_image(rootfs, composed, "--trtis-check")
+    finally:
+        library.write_bytes(original)
+    assert result.returncode == 3 and "does not match its sha256" in result.stderr
+
+
+# ---------------------------------------------------------------- registry
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """Debian's docker-registry (CNCF distribution) with an access log, torn down after."""
+    root = tmp_path_factory.mktemp("registry")
+    port = _free_port()
+    (root / "config.yml").write_text(
+        "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    log = open(root / "registry.log", "w")
+    proc = subprocess.Popen(["docker-registry", "serve", str(root / "config.yml")], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("docker-registry did not start")
+    yield {"host": f"127.0.0.1:{port}", "log": root / "registry.log"}
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=15)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def small_base(registry, tmp_path_factory):
+    """A small base with one layer and a TensorFlow version label, pushed with skopeo."""
+    root = tmp_path_factory.mktemp("smallbase")
+    layout = oci.Layout.create(root / "layout")
+    layer = oci.write_layer(oci.parent_dirs([oci.bytes_entry("etc/base-release", b"small\n")]),
+                            layout.blobs, epoch=0)
+    config = {"architecture": "amd64", "os": "linux",
+              "config": {"Env": ["PATH=/usr/bin:/bin"],
+                         "Labels": {"org.trtis-build.base.tensorflow.version": "2.21.0"}},
+              "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}}
+    config_desc = layout.add_json(config, oci.OCI_CONFIG)
+    desc = layout.add_json({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "config": config_desc.to_json(),
+                            "layers": [layer.descriptor.to_json()]}, oci.OCI_MANIFEST)
+    layout.write_index([oci.Descriptor(desc.media_type, desc.digest, desc.size, {oci.REF_NAME: "1"})])
+    run("skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout.root}:1", f"docker://{registry['host']}/base:1")
+    return {"ref": f"{registry['host']}/base:1", "layer": layer.descriptor.digest, "layout": layout.root}
+
+
+def _log_since(registry, mark: int) -> list[str]:
+    return registry["log"].read_text().splitlines()[mark:]
+
+
+def test_push_appends_without_downloading_base_layers(project, registry, small_base, tmp_path):
+    host = registry["host"]
+    mark = len(registry["log"].read_text().splitlines())
+    result = json.loads(server(project, "--base", small_base["ref"], "--tag", f"{host}/app:1",
+                               "--push", "--json").stdout)
+    assert result["layout"] is None  # remote append: nothing pulled, nothing kept locally
+    assert result["pushed"]["blobs"][small_base["layer"]] == "mounted"
+    requests = [line for line in _log_since(registry, mark) if '"GET ' in line]
+    assert not [line for line in requests if small_base["layer"] in line], requests
+    # The registry holds exactly the composed manifest; pulling it back keeps the digest.
+    inspected = json.loads(run("skopeo", "inspect", "--tls-verify=false", f"docker://{host}/app:1").stdout)
+    assert inspected["Digest"] == result["digest"]
+    run("skopeo", "copy", "--src-tls-verify=false", f"docker://{host}/app:1", f"oci:{tmp_path / 'pulled'}:1")
+    assert json.loads(run("skopeo", "inspect", f"oci:{tmp_path / 'pulled'}:1").stdout)["Digest"] == result["digest"]
+    # Composing locally (the base pulled into the cache) and pushing gives the same image.
+    local = json.loads(server(project, "--base", small_base["ref"], "--tag", f"{host}/app:2",
+                              "--out", tmp_path / "local", "--push", "--json").stdout)
+    assert local["digest"] == result["digest"]
+    assert set(local["pushed"]["blobs"].values()) == {"present"}  # app repository has them all
+
+
+def test_push_needs_a_registry_tag(project, small_base):
+    result = server(project, "--base", small_base["ref"], "--tag", "plain:1", "--push", check=False)
+    assert result.returncode == 2 and "--push needs --tag with a registry host" in result.stderr
+
+
+def _assert_failed_cleanly(result, out: Path, message: str, code: int = 10):
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+def test_bad_bases_are_clear_errors(project, registry, small_base, tmp_path):
+    out = tmp_path / "out"
+    result = server(project, "--base", f"{registry['host']}/nope:1", "--out", out, check=False)
+    _assert_failed_cleanly(result, out, "not found in registry")
+    result = server(project, "--base", f"127.0.0.1:{_free_port()}/base:1", "--out", out, check=False)
+    _assert_failed_cleanly(result, out, "cannot reach registry")
+    result = server(project, "--base", str(tmp_path / "no-such-dir"), "--out", out, check=False)
+    _assert_failed_cleanly(result, out, "not found")
+    archive = oci.write_archive(oci.Layout(small_base["layout"]), oci.Layout(small_base["layout"]).find_manifest()[0],
+                                tmp_path / "base.tar", name="base:1", epoch=0)
+    archive.write_bytes(archive.read_bytes()[:1500])
+    result = server(project, "--base", f"docker-archive:{archive}", "--out", out, check=False)
+    _assert_failed_cleanly(result, out, "base.tar")
+
+
+def test_bad_bundles_and_skew_are_clear_errors(project, small_base, tmp_path):
+    out = tmp_path / "out"
+    local_base = f"oci:{small_base['layout']}:1"
+    broken = tmp_path / "broken"
+    shutil.copytree(project / "build" / "bundle", broken)
+    (broken / "tensorflow" / "libaddsub.so").unlink()
+    result = server(project, "--base", local_base, "--out", out, bundle=broken, check=False)
+    _assert_failed_cleanly(result, out, "the bundle lists 'tensorflow/libaddsub.so' but the file is missing")
+    result = server(project, "--base", local_base, "--out", out, "--base-version", "tensorflow=2.20.1", check=False)
+    _assert_failed_cleanly(result, out, "tensorflow: bundle built with 2.21.0, base has 2.20.1 (--base-version)")
+    # A good image in --out survives a failed compose into the same place.
+    good = json.loads(server(project, "--base", local_base, "--out", out, "--json").stdout)
+    failed = server(project, "--base", local_base, "--out", out, bundle=broken, check=False)
+    assert failed.returncode == 10
+    assert oci.Layout.open(out).find_manifest()[0].digest == good["digest"]
+    allowed = json.loads(server(project, "--base", local_base, "--out", tmp_path / "skewed", "--json",
+                                "--base-version", "tensorflow=2.20.1", "--allow-version-skew").stdout)
+    assert allowed["version_skew"][0]["base"] == "2.20.1"
