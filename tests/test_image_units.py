@@ -277,3 +277,21 @@ def test_registry_target(pure):
     assert image.registry_target("trtis-server:latest") is None
     assert image.registry_target("localhost:5000/ops:1").registry == "localhost:5000"
     assert os.path.basename(str(LAUNCHER)) == "trtis_launch.py"
+
+
+def test_tensorrt_autoload_shims_are_what_triton_opens(tmp_path, pure, monkeypatch):
+    """Triton's plugins= only dlopens: the autoload shim beside a plugin library is what it
+    must get, and the shim travels in the image layer."""
+    (tmp_path / "tensorrt" / "autoload").mkdir(parents=True)
+    for name in ("tensorrt/libp.so", "tensorrt/autoload/libp.so", "tensorrt/libq.so"):
+        (tmp_path / name).write_bytes(name.encode())
+    manifest = {"schema": 1, "libraries": [
+        {"framework": "tensorrt", "op": "p", "path": "tensorrt/libp.so",
+         "sha256": hashlib.sha256(b"tensorrt/libp.so").hexdigest()},
+        {"framework": "tensorrt", "op": "q", "path": "tensorrt/libq.so"}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    _, _, files = image.bundle_files(tmp_path)
+    assert [relative for relative, _ in files] == ["tensorrt/libp.so", "tensorrt/libq.so", "tensorrt/autoload/libp.so"]
+    launch = _launcher()
+    monkeypatch.setattr(launch, "BUNDLE", str(tmp_path))
+    assert launch.plugin_paths(manifest) == [str(tmp_path / "tensorrt/autoload/libp.so"), str(tmp_path / "tensorrt/libq.so")]

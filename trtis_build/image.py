@@ -82,7 +82,8 @@ def bundle_files(bundle_dir: Path) -> tuple[dict, bytes, list[tuple[str, Path]]]
                          hint="build the bundle with `trtis-build ops build` or pass --bundle DIR") from None
     raw = (bundle_dir / "manifest.json").read_bytes()
     files = []
-    for library in [*manifest.get("libraries", []), *manifest.get("kernel_libraries", [])]:
+    for library in [*manifest.get("libraries", []), *manifest.get("kernel_libraries", []),
+                    *_autoload_shims(bundle_dir, manifest)]:
         relative = library.get("path", "")
         path = bundle_dir / relative
         if not relative or ".." in Path(relative).parts or not path.is_file():
@@ -97,6 +98,26 @@ def bundle_files(bundle_dir: Path) -> tuple[dict, bytes, list[tuple[str, Path]]]
         raise ImageError("the bundle has no libraries", where=bundle_dir,
                          hint="add an op (trtis-build ops add NAME) and build it")
     return manifest, raw, files
+
+
+def autoload_shim(bundle_dir: Path, library: Mapping) -> dict | None:
+    """The TensorRT autoload shim of a plugin library (what Triton's plugins= must open, as it
+    only dlopens): declared in the manifest ("autoload": path or {"path", "sha256"}) or
+    present as tensorrt/autoload/<name>. The launcher finds it by the same rule."""
+    if library.get("framework") != "tensorrt":
+        return None
+    declared = library.get("autoload")
+    if isinstance(declared, str):
+        declared = {"path": declared}
+    if isinstance(declared, dict) and declared.get("path"):
+        return dict(declared)
+    relative = Path(library["path"]).parent / "autoload" / Path(library["path"]).name
+    return {"path": relative.as_posix()} if (Path(bundle_dir) / relative).is_file() else None
+
+
+def _autoload_shims(bundle_dir: Path, manifest: Mapping) -> list[dict]:
+    shims = (autoload_shim(bundle_dir, library) for library in manifest.get("libraries", []))
+    return [shim for shim in shims if shim]
 
 
 def bundle_versions(manifest: Mapping) -> dict[str, str]:
@@ -246,9 +267,13 @@ def compose(base: BaseImage, settings: ComposeSettings, work: Path,
     started = time.monotonic()
     manifest, raw, files = bundle_files(settings.bundle_dir)
     skew = check_skew(manifest, base, settings, log)
+    for library in manifest.get("libraries", []):
+        if library.get("framework") == "tensorrt" and not autoload_shim(settings.bundle_dir, library):
+            log(f"  warning: {library['path']} has no autoload shim (tensorrt/autoload/): Triton's plugins= "
+                "and LD_PRELOAD only dlopen it, and a getCreators-only library registers nothing that way")
     layout = oci.Layout.create(work)
     layer = oci.write_layer(layer_entries(raw, files, settings.plugin_mode), layout.blobs,
-                            epoch=settings.epoch, level=9)
+                            epoch=settings.epoch, level=6)
     labels = image_labels(manifest, raw, base, settings)
     config = image_config(base, layer, labels, settings.epoch)
     config_desc = layout.add_json(config, oci.OCI_CONFIG)

@@ -142,8 +142,26 @@ def sha256(path):
     return digest.hexdigest()
 
 
+def autoload_entry(library):
+    """The autoload shim of a TensorRT plugin library (tensorrt/autoload/<name>): what Triton's
+    plugins= and LD_PRELOAD must open, because they only dlopen and never call getCreators.
+    From the manifest ("autoload": path or {"path", "sha256"}) or found beside the library."""
+    if library.get("framework") != "tensorrt":
+        return None
+    declared = library.get("autoload")
+    if isinstance(declared, str):
+        declared = {"path": declared}
+    if isinstance(declared, dict) and declared.get("path"):
+        return dict(declared, framework="tensorrt")
+    relative = os.path.join(os.path.dirname(library["path"]), "autoload", os.path.basename(library["path"]))
+    if os.path.isfile(os.path.join(BUNDLE, relative)):
+        return {"path": relative, "framework": "tensorrt"}
+    return None
+
+
 def all_libraries(manifest):
-    return list(manifest.get("libraries", [])) + list(manifest.get("kernel_libraries", []))
+    libraries = list(manifest.get("libraries", [])) + list(manifest.get("kernel_libraries", []))
+    return libraries + [a for a in map(autoload_entry, manifest.get("libraries", [])) if a]
 
 
 def read_manifest():
@@ -186,8 +204,13 @@ def check(manifest):
 
 
 def plugin_paths(manifest):
-    return [os.path.join(BUNDLE, lib["path"]) for lib in manifest.get("libraries", [])
-            if lib.get("framework") == "tensorrt"]
+    """What Triton opens: each plugin library's autoload shim when it has one."""
+    paths = []
+    for library in manifest.get("libraries", []):
+        if library.get("framework") == "tensorrt":
+            chosen = autoload_entry(library) or library
+            paths.append(os.path.join(BUNDLE, chosen["path"]))
+    return paths
 
 
 def tf_paths(manifest):
@@ -274,6 +297,11 @@ def main(argv):
         json.dump({"command": command, "env": {k: env[k] for k in keys if k in env}}, sys.stdout)
         sys.stdout.write("\n")
         return 0
+    for library in manifest.get("libraries", []):
+        if library.get("framework") == "tensorrt" and autoload_entry(library) is None:
+            sys.stderr.write("trtis-launch: warning: %s has no autoload shim; Triton only dlopens plugin "
+                             "libraries, so its plugins register only if it registers them itself\n"
+                             % library["path"])
     sys.stderr.write("trtis-launch: bundle ok (%d libraries); starting %s\n" % (libraries, command[0]))
     sys.stderr.flush()
     try:
