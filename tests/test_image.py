@@ -342,6 +342,12 @@ def test_bad_bundles_and_skew_are_clear_errors(project, small_base, tmp_path):
     failed = server(project, "--base", local_base, "--out", out, bundle=broken, check=False)
     assert failed.returncode == 10
     assert oci.Layout.open(out).find_manifest()[0].digest == good["digest"]
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("mine")
+    result = server(project, "--base", local_base, "--out", precious, check=False)
+    assert result.returncode == 2 and "is not an OCI image layout" in result.stderr
+    assert (precious / "keep.txt").read_text() == "mine"
     allowed = json.loads(server(project, "--base", local_base, "--out", tmp_path / "skewed", "--json",
                                 "--base-version", "tensorflow=2.20.1", "--allow-version-skew").stdout)
     assert allowed["version_skew"][0]["base"] == "2.20.1"

@@ -97,6 +97,8 @@ def _auth_files(env: Mapping[str, str]) -> list[Path]:
         files.append(Path(env["REGISTRY_AUTH_FILE"]))
     if env.get("XDG_RUNTIME_DIR"):
         files.append(Path(env["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
+    else:  # where `skopeo login` / `podman login` write without XDG_RUNTIME_DIR
+        files.append(Path(f"/run/containers/{os.getuid()}/auth.json"))
     if env.get("DOCKER_CONFIG"):
         files.append(Path(env["DOCKER_CONFIG"]) / "config.json")
     files.append(Path(env.get("HOME", str(Path.home()))) / ".docker" / "config.json")

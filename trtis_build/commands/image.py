@@ -112,6 +112,10 @@ def cmd_server(args) -> int:
         raise ConfigError(f"--push needs --tag with a registry host, not {args.tag!r}",
                           hint="e.g. --tag registry.example.com/team/triton-ops:1 or localhost:5000/ops:1")
     out = Path(args.out).resolve() if args.out else options.build_dir / "image"
+    if out.exists() and not (out / "oci-layout").is_file() and (not out.is_dir() or any(out.iterdir())):
+        # It is replaced as a whole at the end: never take a directory that is not an image.
+        raise ConfigError(f"--out {out} exists and is not an OCI image layout",
+                          where=out, hint="give a new directory or one an earlier `trtis-build server` wrote")
     cache = defaultbase.cache_dir()
     base_is_registry = args.base is not None and _looks_remote(args.base)
     # Append in place: push into the base's own registry and keep no local copy -> read only
