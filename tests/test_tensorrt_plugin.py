@@ -40,8 +40,9 @@ needs_registry = pytest.mark.skipif(not HAS_LEAN, reason="no TensorRT Python run
 TRT10 = Path(os.environ.get("TRTIS_TEST_TRT10_PATH", REPO / ".venv" / "trt10"))
 TRT10_ENV = {"PYTHONPATH": str(TRT10)}
 needs_trt10 = pytest.mark.skipif(not (TRT10 / "tensorrt_lean_bindings").is_dir(),
-                                 reason=f"no TensorRT 10 lean runtime at {TRT10} (scripts/setup.sh installs "
-                                        "tensorrt-lean-cu12-libs/-bindings 10.16.1.11 there with pip --target)")
+                                 reason=f"no TensorRT 10 lean runtime at {TRT10} (install it with pip install --no-deps "
+                                        f"--target {TRT10} tensorrt-lean-cu12-libs==10.16.1.11 "
+                                        "tensorrt-lean-cu12-bindings==10.16.1.11; setup.sh does not yet)")
 
 # Libraries a plugin library may need: the C and C++ runtimes only (static cudart inside).
 ALLOWED_NEEDED = {"libc.so.6", "libstdc++.so.6", "libm.so.6", "libgcc_s.so.1", "libdl.so.2",
