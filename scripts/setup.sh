@@ -28,5 +28,14 @@ PYTHON=${PYTHON:-python3}
 # kernel-lens (MIT) carries the TensorRT 10.14 headers. --no-deps: we need only the headers,
 # not its torch dependency.
 .venv/bin/python -m pip install -q --no-deps kernel-lens==2.0.1 2>&1 | grep -v "is ignored" || true
+# A TensorRT 10 lean runtime beside the default 11.x one (tests and this repo's builds): the
+# autoload shims call TensorRT's registry through the 10.14 headers' virtual table, so only a
+# runtime of the same major can show that they register. Kept out of site-packages; the build
+# uses it through TRTIS_BUILD_TENSORRT_PYTHON_PATH / tensorrt-python-path.
+if [ ! -d .venv/trt10/tensorrt_lean_bindings ]; then
+  .venv/bin/python -m pip install -q --no-deps --only-binary=:all: --target .venv/trt10 \
+    tensorrt-lean-cu12-libs==10.16.1.11 tensorrt-lean-cu12-bindings==10.16.1.11
+  [ -d .venv/trt10/tensorrt_lean_bindings ] || { echo "setup: the TensorRT 10 runtime did not install" >&2; exit 1; }
+fi
 .venv/bin/python -c "import trtis_build" # fail here, not later, if the install broke
 echo "setup: ready (.venv)"

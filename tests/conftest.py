@@ -23,6 +23,14 @@ def has_tensorflow() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
 
+# A TensorRT 10 runtime beside the default (11.x) one, installed by scripts/setup.sh: the
+# headers here are 10.14, and calls into the registry through its virtual table (the autoload
+# shims) need the same major.
+TRT10 = Path(os.environ.get("TRTIS_TEST_TRT10_PATH", REPO / ".venv" / "trt10"))
+TRT10_ENV = {"PYTHONPATH": str(TRT10)}
+needs_trt10 = pytest.mark.skipif(not (TRT10 / "tensorrt_lean_bindings").is_dir(),
+                                 reason=f"no TensorRT 10 lean runtime at {TRT10} (bash scripts/setup.sh installs it)")
+
 needs_tf = pytest.mark.skipif(not has_tensorflow(), reason="tensorflow-cpu not installed "
                               "(scripts/setup.sh installs it)")
 

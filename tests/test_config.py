@@ -32,6 +32,17 @@ def test_unknown_environment_variable_is_an_error(tmp_path):
         resolve_options(root=tmp_path, env={"TRTIS_BUILD_JBOS": "2"}, cli={})
 
 
+def test_variables_read_elsewhere_are_not_unknown_settings(tmp_path):
+    env = {"TRTIS_BUILD_CACHE_DIR": "/tmp/c", "TRTIS_BUILD_VERBOSE": "1", "TRTIS_BUILD_DEBIAN_MIRROR": "http://m"}
+    assert resolve_options(root=tmp_path, env=env, cli={}).jobs is None
+
+
+def test_tensorrt_python_path_is_a_path_relative_to_the_project(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.trtis-build]\ntensorrt-python-path = ".venv/trt10"\n')
+    options = resolve_options(root=tmp_path, env={}, cli={})
+    assert options.tensorrt_python_path == tmp_path / ".venv" / "trt10"
+
+
 @pytest.mark.parametrize("value, expected", [("90", ("90",)), ("75;sm_80, 90", ("75", "80", "90")),
                                              (["sm_90", "90"], ("90",))])
 def test_arch_lists(value, expected):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import shutil
 import sys
@@ -21,6 +20,7 @@ from trtis_build import process, tensorrt
 from trtis_build.discover import PluginId, load_op
 from trtis_build.errors import CommandError
 
+from .conftest import TRT10_ENV, needs_trt10
 from .trt_build import build_autoload, build_plugin, cuda_home, nvcc_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,14 +35,6 @@ pytestmark = [
 ]
 needs_nvcc = pytest.mark.skipif(nvcc_path() is None, reason="nvcc not found")
 needs_registry = pytest.mark.skipif(not HAS_LEAN, reason="no TensorRT Python runtime (pip install tensorrt-lean-cu13)")
-# A TensorRT 10 runtime beside the default (11.x) one: the headers here are 10.14, and calls
-# into the registry through its virtual table (the autoload shim) need the same major.
-TRT10 = Path(os.environ.get("TRTIS_TEST_TRT10_PATH", REPO / ".venv" / "trt10"))
-TRT10_ENV = {"PYTHONPATH": str(TRT10)}
-needs_trt10 = pytest.mark.skipif(not (TRT10 / "tensorrt_lean_bindings").is_dir(),
-                                 reason=f"no TensorRT 10 lean runtime at {TRT10} (install it with pip install --no-deps "
-                                        f"--target {TRT10} tensorrt-lean-cu12-libs==10.16.1.11 "
-                                        "tensorrt-lean-cu12-bindings==10.16.1.11; setup.sh does not yet)")
 
 # Libraries a plugin library may need: the C and C++ runtimes only (static cudart inside).
 ALLOWED_NEEDED = {"libc.so.6", "libstdc++.so.6", "libm.so.6", "libgcc_s.so.1", "libdl.so.2",

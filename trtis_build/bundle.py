@@ -108,14 +108,14 @@ def probe_tensorflow_libraries(tc: Toolchain, paths: list[Path]) -> dict[str, di
     return json.loads(out.rsplit(JSON_MARK, 1)[1])
 
 
-def _probe_plugins(paths: list[Path]) -> dict[str, dict]:
+def _probe_plugins(paths: list[Path], runtime_env: dict[str, str] | None) -> dict[str, dict]:
     """What each plugin library registers, loaded one by one into a real TensorRT plugin
     registry (the lean runtime is enough) in a subprocess."""
     from . import tensorrt as trt_support
 
     results = {}
     for path in paths:
-        probe = trt_support.probe_registry([path])
+        probe = trt_support.probe_registry([path], extra_env=runtime_env)
         if probe.crash:
             results[str(path)] = {"error": probe.crash}
             continue
@@ -136,7 +136,8 @@ def _cuda_archs(path: Path) -> dict[str, list[str]] | None:
     return fatbin.cuda_archs(path)
 
 
-def _verify(plan: BuildPlan, tc: Toolchain, built: dict[str, Path], cache: _VerifyCache) -> dict[str, dict]:
+def _verify(plan: BuildPlan, tc: Toolchain, built: dict[str, Path], cache: _VerifyCache,
+            runtime_env: dict[str, str] | None = None) -> dict[str, dict]:
     """Slow checks, cached by sha256: registered names vs declared, devices, CUDA archs."""
     by_key = {op.key: op for op in plan.ops}
     results: dict[str, dict] = {}
@@ -159,7 +160,7 @@ def _verify(plan: BuildPlan, tc: Toolchain, built: dict[str, Path], cache: _Veri
             results[target.key] = {"ops": info["ops"], "devices": info["devices"],
                                    "outputs": info["outputs"], "plugins": []}
     if todo["tensorrt"]:
-        probed = _probe_plugins([built[t.key] for t in todo["tensorrt"]])
+        probed = _probe_plugins([built[t.key] for t in todo["tensorrt"]], runtime_env)
         for target in todo["tensorrt"]:
             info = probed[str(built[target.key])]
             if "error" in info:
@@ -183,6 +184,70 @@ def _verify(plan: BuildPlan, tc: Toolchain, built: dict[str, Path], cache: _Veri
         names.compare_registered(op, registered, target.library)
         _check_needed(target, info["needed"], tc)
     return results
+
+
+def _verify_autoload(plan: BuildPlan, tc: Toolchain, shims: dict[str, Path], results: dict[str, dict],
+                     cache: _VerifyCache, runtime_env: dict[str, str] | None) -> dict[str, dict]:
+    """Open each autoload shim the way Triton's plugins= does (plain dlopen, TensorRT already
+    loaded) and check that it registers exactly its op's plugins. A shim refuses a TensorRT of
+    another major by design; with such a runtime the check proves only that it loads and
+    refuses cleanly, and says how to check more. Cached by (shim, plugin library, runtime)."""
+    from . import tensorrt as trt_support
+    from .elf import dynamic_info
+
+    assert tc.tensorrt is not None
+    by_key = {op.key: op for op in plan.ops}
+    header_major = tc.tensorrt.version.split(".")[0]
+    runtime = (runtime_env or {}).get("PYTHONPATH", "")
+    checked: dict[str, dict] = {}
+    todo: list[tuple[Target, str, str]] = []
+    for target in plan.targets:
+        if target.key not in shims:
+            continue
+        sha = sha256_file(shims[target.key])
+        cache_key = f"autoload:{sha}:{results[target.key]['sha256']}:{runtime}"
+        cached = cache.get(cache_key)
+        if cached is not None:
+            checked[target.key] = {"path": target.autoload, "sha256": sha, **cached}
+        else:
+            todo.append((target, sha, cache_key))
+    if not todo:
+        return checked
+    declared = [plugin for target, _, _ in todo for plugin in by_key[target.key].plugins]
+    probe = trt_support.probe_registry([shims[t.key] for t, _, _ in todo], lookups=declared, dlopen=True,
+                                       extra_env=runtime_env)
+    if probe.crash:
+        raise BundleError(f"opening the TensorRT autoload shims crashed: {probe.crash}",
+                          hint="the previous bundle was kept; report a bug with the output above")
+    same_major = probe.version.split(".")[0] == header_major
+    for (target, sha, cache_key), load in zip(todo, probe.libraries):
+        op = by_key[target.key]
+        said = "; ".join(load.messages) or "it printed nothing"
+        if not load.loaded:
+            raise BundleError(f"{target.autoload} cannot be opened: {said}", where=op.directory)
+        if same_major:
+            registered, expected = sorted(map(str, load.registered)), sorted(map(str, op.plugins))
+            if registered != expected:
+                raise BundleError(f"{target.autoload}, opened with dlopen in {probe.module} {probe.version}, "
+                                  f"registered {registered or 'nothing'} instead of {expected} ({said})",
+                                  where=op.directory, hint="the previous bundle was kept")
+            how = f"registered its plugins when opened in {probe.module} {probe.version}"
+        else:
+            if f"built against TensorRT {header_major} headers" not in said:
+                raise BundleError(f"{target.autoload} did not load as expected into {probe.module} "
+                                  f"{probe.version}: {said}", where=op.directory)
+            how = (f"opened only: the TensorRT runtime here is {probe.version} and the headers "
+                   f"{tc.tensorrt.version}; set tensorrt-python-path to a TensorRT {header_major} "
+                   "Python runtime to check that it registers")
+        needed = dynamic_info(shims[target.key])["needed"]
+        extra = sorted(set(needed) - SYSTEM_LIBS)
+        if extra:
+            raise BundleError(f"{target.autoload} needs {', '.join(extra)}, which the server may not have",
+                              hint="the shim must link only the C/C++ runtime; report a bug")
+        info = {"checked": how, "needed": needed}
+        cache.put(cache_key, info)
+        checked[target.key] = {"path": target.autoload, "sha256": sha, **info}
+    return checked
 
 
 def _plugin_id(entry: dict):
@@ -212,6 +277,7 @@ def _library_entry(target: Target, op, info: dict, cuda_archs: tuple[str, ...]) 
         "plugins": info["plugins"], "layout": op.layout,
         "cuda_archs": list(cuda_archs) if target.cuda else [],
         "cuda_code": info.get("cuda_archs"), "needed": info["needed"],
+        **({"autoload": info["autoload"]} if info.get("autoload") else {}),
     }
 
 
@@ -230,6 +296,12 @@ def make_manifest(plan: BuildPlan, tc: Toolchain, results: dict[str, dict],
                              for t in plan.targets if t.key in harnesses],
         "skipped": [{"op": key, "reason": reason} for key, reason in plan.skipped],
     }
+
+
+def _tensorrt_runtime_env(options) -> dict[str, str] | None:
+    from . import tensorrt as trt_support
+
+    return trt_support.runtime_env(options.tensorrt_python_path)
 
 
 def _versions_dir(out: Path) -> Path:
@@ -289,7 +361,7 @@ def publish(plan: BuildPlan, tc: Toolchain, options, *, built_dir: Path,
             kernels_only: bool = False) -> Bundle:
     out = options.bundle_dir
     out.parent.mkdir(parents=True, exist_ok=True)
-    built, harnesses, files = {}, {}, {}
+    built, harnesses, shims, files = {}, {}, {}, {}
     for target in plan.targets:
         if target.harness:
             harnesses[target.key] = built_dir / target.harness
@@ -297,6 +369,9 @@ def publish(plan: BuildPlan, tc: Toolchain, options, *, built_dir: Path,
         if not kernels_only:
             built[target.key] = built_dir / target.library
             files[target.library] = built[target.key]
+            if target.autoload:
+                shims[target.key] = built_dir / target.autoload
+                files[target.autoload] = shims[target.key]
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise BundleError(f"the build produced no {', '.join(missing)}",
@@ -304,7 +379,12 @@ def publish(plan: BuildPlan, tc: Toolchain, options, *, built_dir: Path,
     results = {}
     if not kernels_only:
         cache = _VerifyCache(options.build_dir / "verify-cache.json")
-        results = _verify(plan, tc, built, cache)
+        runtime_env = (_tensorrt_runtime_env(options)
+                       if any(t.framework == "tensorrt" for t in plan.targets) else None)
+        results = _verify(plan, tc, built, cache, runtime_env)
+        if shims:
+            for key, autoload in _verify_autoload(plan, tc, shims, results, cache, runtime_env).items():
+                results[key]["autoload"] = autoload
         cache.save()
     manifest = make_manifest(plan, tc, results, harnesses)
     final = _install_version(manifest, files, out)

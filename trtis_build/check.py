@@ -64,6 +64,9 @@ def check_bundle(options, *, gpu_arch: str | None = None, as_json: bool = False)
         gpu_arch = gpu_arch.removeprefix("sm_")
     entries = [_check_library(bundle, lib, gpu_arch) for lib in manifest["libraries"]]
     entries += [_check_library(bundle, lib, gpu_arch) for lib in manifest["kernel_libraries"]]
+    # TensorRT autoload shims: host code only (no CUDA), checked against their manifest sha256.
+    entries += [_check_library(bundle, {**lib["autoload"], "cuda_archs": []}, gpu_arch)
+                for lib in manifest["libraries"] if lib.get("autoload")]
     plugins = _plugin_check(options, bundle, manifest)
     report = {"bundle": str(bundle), "libraries": entries, "plugin_check": plugins}
     problems = [f"{e['path']}: {p}" for e in entries for p in e["problems"]]
@@ -75,7 +78,7 @@ def check_bundle(options, *, gpu_arch: str | None = None, as_json: bool = False)
     else:
         for e in entries:
             status = "FAIL" if e["problems"] else "ok  "
-            extra = f"  {e['cuda']}" if "cuda" in e else "  (CPU only)"
+            extra = f"  {e['cuda']}" if "cuda" in e else "  (no CUDA code)"
             if gpu_arch and "runs_on" in e:
                 extra += f"  sm_{gpu_arch}: {e['runs_on'] or 'nothing runs'}"
             print(f"{status} {e['path']}{extra}", file=sys.stderr)

@@ -24,8 +24,13 @@ _KEYS: dict[str, str] = {
     "jobs": "jobs",
     "tensorrt-root": "tensorrt_root",
     "tensorrt-namespace": "tensorrt_namespace",
+    "tensorrt-python-path": "tensorrt_python_path",
     "python": "python",
 }
+
+PATH_FIELDS = ("build_dir", "bundle_dir", "tensorrt_root", "tensorrt_python_path")
+# TRTIS_BUILD_* variables that are not settings of a build (read where they are used).
+ENV_ONLY = {"TRTIS_BUILD_VERBOSE", "TRTIS_BUILD_CACHE_DIR", "TRTIS_BUILD_DEBIAN_MIRROR"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +43,10 @@ class Options:
     jobs: int | None = None
     tensorrt_root: Path | None = None
     tensorrt_namespace: str = ""
+    # A directory with a TensorRT Python runtime (the `tensorrt` or `tensorrt_lean` module) that
+    # the registry checks import first. One of the headers' major version lets the build check
+    # the autoload shims in a real registry too (they refuse another major by design).
+    tensorrt_python_path: Path | None = None
     python: str | None = None  # interpreter that has TensorFlow; default: the driver's own
     sources: Mapping[str, str] = field(default_factory=dict)  # field -> where its value came from
 
@@ -84,7 +93,7 @@ def parse_arch_list(value: str | list | tuple, where: str) -> tuple[str, ...]:
 
 def _convert(key: str, value: Any, where: str, root: Path) -> Any:
     name = _KEYS[key]
-    if name in ("build_dir", "bundle_dir", "tensorrt_root"):
+    if name in PATH_FIELDS:
         if not isinstance(value, (str, os.PathLike)):
             raise ConfigError(f"{key} must be a path string", where=where)
         path = Path(value).expanduser()
@@ -145,7 +154,7 @@ def resolve_options(*, root: Path, env: Mapping[str, str], cli: Mapping[str, Any
         values[_KEYS[key]] = _convert(key, value, where, root)
         origin[_KEYS[key]] = "pyproject.toml"
     for env_name, value in env.items():
-        if not env_name.startswith("TRTIS_BUILD_") or env_name == "TRTIS_BUILD_VERBOSE":
+        if not env_name.startswith("TRTIS_BUILD_") or env_name in ENV_ONLY:
             continue
         key = env_name.removeprefix("TRTIS_BUILD_").lower().replace("_", "-")
         if key not in _KEYS:
@@ -161,7 +170,7 @@ def resolve_options(*, root: Path, env: Mapping[str, str], cli: Mapping[str, Any
             continue
         if name == "cuda_arch":
             value = parse_arch_list(value, "--cuda-arch")
-        elif name in ("build_dir", "bundle_dir", "tensorrt_root"):
+        elif name in PATH_FIELDS:
             value = Path(value).resolve()
         values[name] = value
         origin[name] = "command line"

@@ -16,6 +16,9 @@ from .toolchain import Toolchain
 # --threads=0: one nvcc compiles its per-arch code in parallel (a touched .cu rebuilds faster).
 NVCC_BASE_FLAGS = ("-O3", "-std=c++17", "-Xcompiler=-fPIC", "-Xcompiler=-fvisibility=hidden", "--threads=0")
 
+# Built once per TensorRT op as tensorrt/autoload/lib<op>.so (see the file's header comment).
+AUTOLOAD_SOURCE = Path(__file__).parent / "checks" / "trtis_autoload.cc"
+
 
 @dataclass(frozen=True)
 class Target:
@@ -28,6 +31,8 @@ class Target:
     harness: str | None           # framework-free kernels library, when CUDA kernels are built
     cuda: bool                    # CUDA code compiled into this library
     sources: dict[str, list[str]] = field(default_factory=dict)
+    # TensorRT only: the shim that registers `library` when merely dlopened (Triton's plugins=).
+    autoload: str | None = None
 
     @property
     def cmake_prefix(self) -> str:
@@ -130,6 +135,7 @@ def make_plan(ops: list[OpSpec], toolchain: Toolchain, *, output_dir: Path, no_c
         })
     if toolchain.tensorrt:
         variables["TRTIS_TRT_INCLUDE_DIR"] = toolchain.tensorrt.include_dir
+        variables["TRTIS_AUTOLOAD_SOURCE"] = str(AUTOLOAD_SOURCE)
     if toolchain.cuda:
         # TensorRT's headers include cuda_runtime_api.h, also in a --no-cuda build.
         variables["TRTIS_CUDA_INCLUDE_DIR"] = toolchain.cuda.include_dir
@@ -174,7 +180,8 @@ def _target(op: OpSpec, cuda_enabled: bool, generated_dir: Path | None) -> Targe
     return Target(key=op.key, framework=op.framework, name=op.name,
                   library=f"{op.framework}/lib{op.name}.so",
                   harness=f"kernels/{op.framework}-{op.name}.so" if cuda_enabled and op.cuda_sources else None,
-                  cuda=builds_cuda, sources=sources)
+                  cuda=builds_cuda, sources=sources,
+                  autoload=f"tensorrt/autoload/lib{op.name}.so" if op.framework == "tensorrt" else None)
 
 
 def write_plan(plan: BuildPlan, path: Path) -> bool:

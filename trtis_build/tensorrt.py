@@ -351,6 +351,23 @@ class RegistryProbe:
         return dict(self.lookups).get(plugin, False)
 
 
+def runtime_env(python_path: Path | None) -> dict[str, str] | None:
+    """Environment for the registry probes that puts a chosen TensorRT Python runtime first
+    (the tensorrt-python-path setting), or None for the interpreter's own."""
+    if python_path is None:
+        return None
+    path = Path(python_path)
+    if not any((path / name).is_dir() for name in ("tensorrt", "tensorrt_lean", "tensorrt_dispatch",
+                                                   "tensorrt_bindings", "tensorrt_lean_bindings")):
+        raise ToolchainError(f"tensorrt-python-path {path} holds no TensorRT Python runtime "
+                             "(no tensorrt or tensorrt_lean package in it)", where=path,
+                             hint="install one there, e.g. pip install --no-deps --target DIR "
+                                  "tensorrt-lean-cu12-libs==10.16.1.11 tensorrt-lean-cu12-bindings==10.16.1.11, "
+                                  "or unset the setting")
+    inherited = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": os.pathsep.join([str(path.resolve())] + ([inherited] if inherited else []))}
+
+
 def _probe_events(path: Path) -> list[dict]:
     if not path.is_file():
         return []

@@ -7,7 +7,6 @@ the op reloads where only the bundle (not the test's Python objects) provides it
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path

@@ -139,4 +139,15 @@ function(trtis_tensorrt_plugin name)
   target_link_options(${prefix} PRIVATE -Wl,--no-undefined)
   _trtis_cuda_link(${prefix})
   set_property(GLOBAL APPEND PROPERTY TRTIS_LIBRARIES ${prefix})
+
+  # The autoload shim (tensorrt/autoload/lib<name>.so): Triton's plugins= only dlopens, and
+  # this library registers the plugin library beside it into the TensorRT already loaded.
+  # TensorRT and CUDA headers only; it finds libnvinfer at run time, so it links nothing of it.
+  add_library(${prefix}_autoload MODULE "${TRTIS_AUTOLOAD_SOURCE}")
+  set_target_properties(${prefix}_autoload PROPERTIES OUTPUT_NAME ${name}
+    LIBRARY_OUTPUT_DIRECTORY "${TRTIS_OUTPUT_DIR}/tensorrt/autoload"
+    CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+  target_include_directories(${prefix}_autoload SYSTEM PRIVATE ${TRTIS_TRT_INCLUDE_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
+  target_link_options(${prefix}_autoload PRIVATE -Wl,--no-undefined)
+  target_link_libraries(${prefix}_autoload PRIVATE dl)
 endfunction()
