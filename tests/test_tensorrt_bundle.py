@@ -123,3 +123,22 @@ def test_a_plugin_that_registers_other_names_is_not_published(project, tmp_path)
     assert result.returncode != 0
     assert "handwritten" in result.stderr and "TRTISExampleAddSub" in result.stderr
     assert not (root / "build" / "bundle").exists()
+
+
+@needs_trt10
+def test_the_shim_under_ld_preload_loads_tensorrt_itself_and_registers(project, tmp_path):
+    """The seed's way (`trtis-launch --trtis-plugin-mode=preload`): the shim is opened before
+    any TensorRT, so it loads libnvinfer.so.10 by soname, the library Triton's TensorRT backend
+    links. The full TensorRT cannot be installed here: a file of that name pointing at the 10.16
+    lean library stands in for it (same registry API; the loader then shares it with the
+    Python bindings, which open the same file)."""
+    root, _ = project
+    shim = (root / "build" / "bundle" / "tensorrt" / "autoload" / "libaddsub.so").resolve()
+    [lean] = (TRT10 / "tensorrt_lean_libs").glob("libnvinfer_lean.so.10")
+    (tmp_path / "libnvinfer.so.10").symlink_to(lean)
+    probe = tensorrt.probe_registry([], lookups=[ADDSUB], extra_env={
+        **TRT10_ENV, "LD_PRELOAD": str(shim), "LD_LIBRARY_PATH": str(tmp_path)})
+    assert probe.version.startswith("10.") and probe.found(ADDSUB)
+    # Without it on the library path, the shim says what to do and the process runs on.
+    alone = tensorrt.probe_registry([], lookups=[ADDSUB], extra_env={**TRT10_ENV, "LD_PRELOAD": str(shim)})
+    assert not alone.found(ADDSUB) and alone.crash is None

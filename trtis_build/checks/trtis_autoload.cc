@@ -12,7 +12,8 @@
 // When opened, the shim finds the TensorRT library already in the process, of the major
 // version it was compiled against (IPluginRegistry's virtual table differs between majors:
 // calling TensorRT 11's registry through TensorRT 10's headers returns garbage and crashes),
-// and asks TensorRT's own registry to loadLibrary the sibling plugin library. Every message
+// or, opened before any TensorRT as with LD_PRELOAD, loads libnvinfer.so.<major> itself; then
+// it asks TensorRT's own registry to loadLibrary the sibling plugin library. Every message
 // goes to stderr with the prefix "trtis-build autoload:"; a constructor cannot fail dlopen.
 #include <NvInferRuntime.h>
 #include <dlfcn.h>
@@ -66,6 +67,15 @@ std::string OtherTensorRT() {
   return "";
 }
 
+// Opened before any TensorRT (LD_PRELOAD): load the full runtime by its soname, the same
+// library that Triton's TensorRT backend links, so it later finds the plugins registered.
+void* PreloadTensorRT(std::string& found) {
+  std::string const name = std::string("libnvinfer.so.") + kMajor;
+  void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_GLOBAL);
+  if (handle != nullptr) found = name;
+  return handle;
+}
+
 __attribute__((constructor)) void RegisterSibling() {
   std::string const target = TargetPath();
   if (target.empty()) {
@@ -76,14 +86,19 @@ __attribute__((constructor)) void RegisterSibling() {
   void* trt = LoadedTensorRT(found);
   if (trt == nullptr) {
     std::string const other = OtherTensorRT();
-    Say(other.empty()
-            ? "no TensorRT library is loaded in this process, so " + target +
-                  " was not registered: load it with IPluginRegistry::loadLibrary instead, or load this "
-                  "shim after TensorRT (Triton's plugins= does)"
-            : "the process runs " + other + " but this bundle was built against TensorRT " + kMajor +
-                  " headers; " + target + " was not registered: rebuild with --tensorrt-root pointing at "
-                  "the server's TensorRT");
-    return;
+    if (!other.empty()) {
+      Say("the process runs " + other + " but this bundle was built against TensorRT " + kMajor +
+          " headers; " + target + " was not registered: rebuild with --tensorrt-root pointing at "
+          "the server's TensorRT");
+      return;
+    }
+    trt = PreloadTensorRT(found);
+    if (trt == nullptr) {
+      Say(std::string("no TensorRT library is loaded in this process and libnvinfer.so.") + kMajor +
+          " is not on the library path, so " + target + " was not registered: load it with "
+          "IPluginRegistry::loadLibrary instead, or load this shim after TensorRT (Triton's plugins= does)");
+      return;
+    }
   }
   using GetRegistry = nvinfer1::IPluginRegistry* (*)();
   using GetMajor = int32_t (*)();
