@@ -1,5 +1,7 @@
 """Unit tests of the plan (pure function of ops + toolchain) and the name rules."""
 
+import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,9 +10,9 @@ from trtis_build.discover import discover
 from trtis_build.errors import NameConflictError
 from trtis_build.names import check_declared, compare_registered
 from trtis_build.plan import make_plan
-from trtis_build.toolchain import CudaInfo, TensorFlowInfo, Tool, Toolchain
+from trtis_build.toolchain import CudaInfo, TensorFlowInfo, TensorRTInfo, Tool, Toolchain
 
-from .conftest import EXAMPLE_TF, make_project
+from .conftest import EXAMPLE_TF, REPO, make_project
 from .test_discover import write_op
 
 pytestmark = pytest.mark.usefixtures("pure")
@@ -65,6 +67,28 @@ def test_ops_of_a_missing_framework_are_skipped_with_a_reason(tmp_path):
     plan = make_plan(ops, toolchain(tf=None), output_dir=Path("/out"))
     assert plan.targets == ()
     assert plan.skipped == (("tensorflow/addsub", "TensorFlow not found (pip install 'trtis-build[tf]')"),)
+
+
+def test_tensorrt_ops_without_headers_are_skipped_and_tensorflow_ops_still_build(tmp_path):
+    root = make_project(tmp_path, EXAMPLE_TF)
+    shutil.copytree(REPO / "ops" / "tensorrt" / "addsub", root / "ops" / "tensorrt" / "addsub")
+    plan = make_plan(discover(root, default_namespace="trtis"), toolchain(), output_dir=Path("/out"))
+    assert [t.key for t in plan.targets] == ["tensorflow/addsub"]
+    [(key, reason)] = plan.skipped
+    assert key == "tensorrt/addsub" and "--tensorrt-root" in reason and "TENSORRT_ROOT" in reason
+    assert "TRTIS_AUTOLOAD_SOURCE" not in plan.variables
+
+
+def test_a_tensorrt_op_gets_a_plugin_library_and_an_autoload_shim(tmp_path):
+    root = make_project(tmp_path, EXAMPLE_TF)
+    shutil.copytree(REPO / "ops" / "tensorrt" / "addsub", root / "ops" / "tensorrt" / "addsub")
+    trt = TensorRTInfo(include_dir="/trt/include", version="10.14.1", source="test")
+    tc = dataclasses.replace(toolchain(), tensorrt=trt)
+    plan = make_plan(discover(root, default_namespace="trtis"), tc, output_dir=Path("/out"))
+    [target] = [t for t in plan.targets if t.framework == "tensorrt"]
+    assert target.library == "tensorrt/libaddsub.so" and target.autoload == "tensorrt/autoload/libaddsub.so"
+    assert Path(plan.variables["TRTIS_AUTOLOAD_SOURCE"]).is_file()
+    assert "trtis_tensorrt_plugin(addsub" in plan.cmake_text()
 
 
 def test_paths_with_spaces_survive_the_cmake_file(tmp_path):

@@ -142,3 +142,11 @@ def test_the_shim_under_ld_preload_loads_tensorrt_itself_and_registers(project, 
     # Without it on the library path, the shim says what to do and the process runs on.
     alone = tensorrt.probe_registry([], lookups=[ADDSUB], extra_env={**TRT10_ENV, "LD_PRELOAD": str(shim)})
     assert not alone.found(ADDSUB) and alone.crash is None
+
+
+def test_ops_test_runs_the_plugin_check_for_a_plugin_op(project):
+    root, _ = project
+    report = json.loads(trtis("ops", "test", "--json", "--cuda-arch", "90", cwd=root).stdout)
+    entry = report["ops"]["tensorrt/addsub"]
+    assert entry["passed"] and str(ADDSUB) in entry["summary"]
+    assert report["ops"]["tensorflow/addsub"]["passed"]

@@ -38,10 +38,9 @@ def _check_library(bundle, library: dict, gpu_arch: str | None) -> dict:
     return entry
 
 
-def _plugin_check(options, bundle, manifest) -> dict | None:
-    libraries = [lib for lib in manifest["libraries"] if lib["framework"] == "tensorrt"]
-    if not libraries:
-        return None
+def run_plugin_check(options, libraries: list[Path], expect: list[PluginId]) -> dict:
+    """The C++ plugin check (built once per headers) on plugin libraries, as a report dict:
+    {"ok", "failures", "warnings", "plugins"}, or {"skipped": why} without the headers."""
     from . import build as build_stage, tensorrt as trt_support
 
     tc = build_stage.load_toolchain(options)
@@ -51,10 +50,17 @@ def _plugin_check(options, bundle, manifest) -> dict | None:
     program = trt_support.build_check_program(cxx=tc.cxx.path, headers=headers,
                                               cuda_include=Path(tc.cuda.include_dir),
                                               out_dir=options.build_dir / "checks")
-    expect = [PluginId(p["name"], p["version"], p["namespace"]) for lib in libraries for p in lib["plugins"]]
-    result = trt_support.run_plugin_check(program, [bundle / lib["path"] for lib in libraries], expect=expect)
+    result = trt_support.run_plugin_check(program, libraries, expect=expect)
     return {"ok": result.ok, "failures": list(result.failures), "warnings": list(result.warnings),
             "plugins": [str(p) for p in result.plugins]}
+
+
+def _plugin_check(options, bundle, manifest) -> dict | None:
+    libraries = [lib for lib in manifest["libraries"] if lib["framework"] == "tensorrt"]
+    if not libraries:
+        return None
+    expect = [PluginId(p["name"], p["version"], p["namespace"]) for lib in libraries for p in lib["plugins"]]
+    return run_plugin_check(options, [bundle / lib["path"] for lib in libraries], expect)
 
 
 def check_bundle(options, *, gpu_arch: str | None = None, as_json: bool = False) -> int:

@@ -40,6 +40,22 @@ def run_savedmodel_in_fresh_process(saved_model: Path, inputs: Mapping[str, "obj
             return {name: outputs[name] for name in outputs.files}
 
 
+def _plugin_op_check(options, bundle: Path, target, plan) -> dict:
+    from .check import run_plugin_check
+
+    op = next(op for op in plan.ops if op.key == target.key)
+    log = options.build_dir / f"test-{op.framework}-{op.name}.log"
+    checked = run_plugin_check(options, [bundle / target.library], list(op.plugins))
+    log.write_text(json.dumps(checked, indent=2) + "\n")
+    if "skipped" in checked:
+        return {"passed": True, "summary": f"plugin check skipped: {checked['skipped']}", "log": str(log)}
+    if checked["ok"]:
+        summary = f"plugin check: {', '.join(checked['plugins'])} created, cloned, serialized and recreated"
+    else:
+        summary = "plugin check failed: " + "; ".join(checked["failures"])
+    return {"passed": checked["ok"], "summary": summary, "log": str(log)}
+
+
 def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
                  pytest_args: list[str] | None = None) -> int:
     """Build (a no-op when up to date), then run each op's test files with pytest."""
@@ -61,6 +77,13 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
         report["ops"][op.key] = {"passed": completed.returncode == 0, "summary": summary, "log": str(log)}
         if completed.returncode != 0:
             failed.append(op.key)
+    for target in result.plan.targets:
+        if target.framework == "tensorrt" and target.key not in report["ops"]:
+            # A plugin op without a Python test: the C++ plugin check is its test.
+            entry = _plugin_op_check(options, bundle.path, target, result.plan)
+            report["ops"][target.key] = entry
+            if not entry["passed"]:
+                failed.append(target.key)
     if gpu:
         from . import harness  # raises GpuUnavailableError (clear message) without a GPU
 
@@ -76,7 +99,7 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
     else:
         for key, entry in report["ops"].items():
             print(f"{'PASS' if entry['passed'] else 'FAIL'}  {key}  {entry['summary']}", file=sys.stderr)
-    if not tested:
+    if not report["ops"]:
         print("no op has a test file (test_*.py in its directory)", file=sys.stderr)
     if failed:
         raise TestFailure(f"tests failed for {', '.join(failed)}",
