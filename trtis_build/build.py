@@ -114,7 +114,28 @@ def _build_error(message, **kwargs) -> BuildError:
     return BuildError(message, diagnostics=diagnostics(kwargs.get("output_tail", "")), **kwargs)
 
 
-def _compile(options: Options, tc, plan: BuildPlan, progress: Progress, targets: list[str] | None) -> bool:
+class _EarlyProbe:
+    """Starts the TensorFlow registry probe when Ninja reports its first step (so a no-op
+    build, where Ninja has no work, never starts TensorFlow) and makes sure it never outlives
+    the build."""
+
+    def __init__(self, tc, wanted: bool):
+        self.tc, self.wanted, self.pending = tc, wanted, None
+
+    def on_ninja_line(self, line: str) -> None:
+        if self.wanted and self.pending is None and line.startswith("["):
+            self.pending = bundle_stage.start_tensorflow_probe(self.tc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        if self.pending is not None:
+            self.pending.cancel()  # unused (the cache knew the library) or already finished
+
+
+def _compile(options: Options, tc, plan: BuildPlan, progress: Progress, targets: list[str] | None,
+             on_line=None) -> bool:
     log = options.build_dir / "build.log"
     log.write_text("")
     command = [tc.cmake.path, "--build", options.cmake_dir]
@@ -125,7 +146,7 @@ def _compile(options: Options, tc, plan: BuildPlan, progress: Progress, targets:
     live = sys.stderr.isatty() or bool(os.environ.get("CI"))
     with progress.step("compile"):
         try:
-            result = process.run(command, stage="compile", log_path=log, live=live,
+            result = process.run(command, stage="compile", log_path=log, live=live, on_line=on_line,
                                  extra_env={"NINJA_STATUS": "[%f/%t %es] "},
                                  failure_message="the build failed", error_factory=_build_error,
                                  hint="fix the errors above; the previous bundle was kept")
@@ -173,9 +194,12 @@ def build(options: Options, *, progress: Progress | None = None, dry_run: bool =
         bundle_stage.write_generated_headers(plan, options.build_dir / "generated")
         _configure(options, tc, plan_path, progress)
         targets = [f"{t.cmake_prefix}_harness" for t in plan.targets if t.harness] if kernels_only else None
-        compiled = _compile(options, tc, plan, progress, targets)
-        with progress.step("bundle"):
-            result = bundle_stage.publish(plan, tc, options, built_dir=options.build_dir / "out",
-                                          kernels_only=kernels_only)
+        wants_probe = not kernels_only and tc.tensorflow is not None and any(
+            t.framework == "tensorflow" for t in plan.targets)
+        with _EarlyProbe(tc, wants_probe) as early:
+            compiled = _compile(options, tc, plan, progress, targets, on_line=early.on_ninja_line)
+            with progress.step("bundle"):
+                result = bundle_stage.publish(plan, tc, options, built_dir=options.build_dir / "out",
+                                              kernels_only=kernels_only, early_tf_probe=early.pending)
         return BuildResult(plan=plan, bundle=result, toolchain=tc, steps=tuple(progress.steps),
                            compiled=compiled)

@@ -77,7 +77,7 @@ def write_generated_headers(plan: BuildPlan, generated_dir: Path) -> None:
 # --- checks ----------------------------------------------------------------------------------
 
 class _VerifyCache:
-    """Results of the slow checks, by library sha256, so an unchanged library is never
+    """Results of the slow checks, by library content, so an unchanged library is never
     loaded into TensorFlow again (a no-op rebuild must not import it)."""
 
     def __init__(self, path: Path):
@@ -105,6 +105,23 @@ def probe_tensorflow_libraries(tc: Toolchain, paths: list[Path]) -> dict[str, di
     out = process.capture([tc.tensorflow.python, str(PROBES / "tf_probe.py"), "registered",
                            *map(str, paths)], stage="bundle", extra_env={"TF_CPP_MIN_LOG_LEVEL": "3"},
                           failure_message="loading the built libraries into TensorFlow crashed")
+    return json.loads(out.rsplit(JSON_MARK, 1)[1])
+
+
+def start_tensorflow_probe(tc: Toolchain) -> process.Pending:
+    """The same probe, started before the libraries exist: the build starts it when the
+    compiler starts, so TensorFlow's ~2 s import runs on a core the compiler leaves idle
+    (one TensorFlow-heavy adapter is a cold build's critical path)."""
+    assert tc.tensorflow is not None
+    return process.Pending([tc.tensorflow.python, str(PROBES / "tf_probe.py"), "serve"], stage="bundle",
+                           extra_env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def _registered_in_tensorflow(tc: Toolchain, paths: list[Path], early: process.Pending | None) -> dict[str, dict]:
+    if early is None:
+        return probe_tensorflow_libraries(tc, paths)
+    out = early.finish("".join(f"{path}\n" for path in paths),
+                       failure_message="loading the built libraries into TensorFlow crashed")
     return json.loads(out.rsplit(JSON_MARK, 1)[1])
 
 
@@ -137,20 +154,25 @@ def _cuda_archs(path: Path) -> dict[str, list[str]] | None:
 
 
 def _verify(plan: BuildPlan, tc: Toolchain, built: dict[str, Path], cache: _VerifyCache,
-            runtime_env: dict[str, str] | None = None) -> dict[str, dict]:
-    """Slow checks, cached by sha256: registered names vs declared, devices, CUDA archs."""
+            runtime_env: dict[str, str] | None = None,
+            early_tf_probe: process.Pending | None = None) -> dict[str, dict]:
+    """Registered names vs declared (slow: a TensorFlow or TensorRT process, so cached by the
+    library's host code, see elf.loaded_content_sha256), devices, needed libraries, CUDA archs."""
+    from .elf import dynamic_info, loaded_content_sha256
+
     by_key = {op.key: op for op in plan.ops}
     results: dict[str, dict] = {}
+    host: dict[str, str] = {}
     todo: dict[str, list[Target]] = {"tensorflow": [], "tensorrt": []}
     for target in plan.targets:
-        sha = sha256_file(built[target.key])
-        cached = cache.get(sha)
+        host[target.key] = loaded_content_sha256(built[target.key])
+        cached = cache.get(f"registry:{host[target.key]}")
         if cached is not None:
-            results[target.key] = {**cached, "sha256": sha}
+            results[target.key] = dict(cached)
         else:
             todo[target.framework].append(target)
     if todo["tensorflow"]:
-        probed = probe_tensorflow_libraries(tc, [built[t.key] for t in todo["tensorflow"]])
+        probed = _registered_in_tensorflow(tc, [built[t.key] for t in todo["tensorflow"]], early_tf_probe)
         for target in todo["tensorflow"]:
             info = probed[str(built[target.key])]
             if "error" in info:
@@ -166,19 +188,18 @@ def _verify(plan: BuildPlan, tc: Toolchain, built: dict[str, Path], cache: _Veri
             if "error" in info:
                 raise BundleError(f"TensorRT cannot load {target.library}: {info['error']}",
                                   where=by_key[target.key].directory)
-            results[target.key] = {"ops": [], "devices": {}, "plugins": info["plugins"]}
+            results[target.key] = {"ops": [], "devices": {}, "outputs": {}, "plugins": info["plugins"]}
     for target in todo["tensorflow"] + todo["tensorrt"]:
-        path = built[target.key]
-        info = results[target.key]
-        from .elf import dynamic_info
-
-        info["needed"] = dynamic_info(path)["needed"]
-        info["cuda_archs"] = _cuda_archs(path) if target.cuda else None
-        info["sha256"] = sha256_file(path)
-        cache.put(info["sha256"], {k: v for k, v in info.items() if k != "sha256"})
+        cache.put(f"registry:{host[target.key]}", results[target.key])
     for target in plan.targets:
         op = by_key[target.key]
         info = results[target.key]
+        path = built[target.key]
+        # Cheap, so never cached: they read the file itself.
+        info["sha256"] = sha256_file(path)
+        info["host_sha256"] = host[target.key]
+        info["needed"] = dynamic_info(path)["needed"]
+        info["cuda_archs"] = _cuda_archs(path) if target.cuda else None
         registered = info["ops"] if op.framework == "tensorflow" else [
             str(_plugin_id(p)) for p in info["plugins"]]
         names.compare_registered(op, registered, target.library)
@@ -205,7 +226,7 @@ def _verify_autoload(plan: BuildPlan, tc: Toolchain, shims: dict[str, Path], res
         if target.key not in shims:
             continue
         sha = sha256_file(shims[target.key])
-        cache_key = f"autoload:{sha}:{results[target.key]['sha256']}:{runtime}"
+        cache_key = f"autoload:{sha}:{results[target.key]['host_sha256']}:{runtime}"
         cached = cache.get(cache_key)
         if cached is not None:
             checked[target.key] = {"path": target.autoload, "sha256": sha, **cached}
@@ -358,7 +379,10 @@ def _collect_garbage(out: Path, keep: Path) -> None:
 
 
 def publish(plan: BuildPlan, tc: Toolchain, options, *, built_dir: Path,
-            kernels_only: bool = False) -> Bundle:
+            kernels_only: bool = False, early_tf_probe: process.Pending | None = None) -> Bundle:
+    """Check what was built, write the manifest and swap the bundle link. `early_tf_probe`:
+    a TensorFlow probe started while compiling (start_tensorflow_probe); the caller cancels
+    it afterwards if it was not needed."""
     out = options.bundle_dir
     out.parent.mkdir(parents=True, exist_ok=True)
     built, harnesses, shims, files = {}, {}, {}, {}
@@ -381,7 +405,7 @@ def publish(plan: BuildPlan, tc: Toolchain, options, *, built_dir: Path,
         cache = _VerifyCache(options.build_dir / "verify-cache.json")
         runtime_env = (_tensorrt_runtime_env(options)
                        if any(t.framework == "tensorrt" for t in plan.targets) else None)
-        results = _verify(plan, tc, built, cache, runtime_env)
+        results = _verify(plan, tc, built, cache, runtime_env, early_tf_probe)
         if shims:
             for key, autoload in _verify_autoload(plan, tc, shims, results, cache, runtime_env).items():
                 results[key]["autoload"] = autoload

@@ -22,7 +22,7 @@ import struct
 from pathlib import Path
 from typing import Mapping
 
-from . import process
+from . import elf, process
 from .errors import BundleError
 
 _ARCH = re.compile(r"^(?:sm_|compute_)?(\d+)([af]?)$")
@@ -106,15 +106,8 @@ def _with_cuobjdump(tool: str, path: Path) -> dict[str, list[str]]:
 
 
 def _elf_section(data: bytes, wanted: str, path: Path) -> bytes | None:
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        raise BundleError(f"{path.name} is not a 64-bit little-endian ELF file", where=path)
-    shoff = struct.unpack_from("<Q", data, 0x28)[0]
-    entsize, count, names_index = struct.unpack_from("<HHH", data, 0x3A)
-    headers = [struct.unpack_from("<IIQQQQ", data, shoff + i * entsize) for i in range(count)]
-    names_offset = headers[names_index][4]
-    for name, _type, _flags, _addr, offset, size in headers:
-        end = data.index(b"\0", names_offset + name)
-        if data[names_offset + name:end].decode(errors="replace") == wanted:
+    for name, _kind, _flags, offset, size in elf.sections(data, path):
+        if name == wanted:
             return data[offset:offset + size]
     return None
 

@@ -39,10 +39,12 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
         log_path: Path | None = None, live: bool = False, check: bool = True,
         timeout: float | None = None, error_factory: Callable[..., CommandError] | None = None,
         failure_message: str | None = None, hint: str | None = None,
-        echo: Callable[[str], None] | None = None) -> Completed:
+        echo: Callable[[str], None] | None = None,
+        on_line: Callable[[str], None] | None = None) -> Completed:
     """Run a command; stdout and stderr are merged.
 
-    live=True streams each line to `echo` (default: stderr) as it arrives.
+    live=True streams each line to `echo` (default: stderr) as it arrives; `on_line` sees
+    every line as it arrives (the build starts work when Ninja reports its first step).
     """
     argv = [os.fspath(part) for part in command]
     full_env = _environment(env, extra_env)
@@ -72,6 +74,8 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
                     log.write(line)
                 if live:
                     emit(line.rstrip("\n"))
+                if on_line:
+                    on_line(line)
             returncode = proc.wait(timeout=timeout)
         except BaseException:
             # Ctrl-C or timeout: never leave the child behind.
@@ -88,6 +92,41 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
                       command=argv, returncode=returncode, log_path=log_path,
                       output_tail="".join(tail), hint=hint)
     return Completed(argv, returncode, output)
+
+
+class Pending:
+    """A command started now and handed its input later: a probe that imports TensorFlow
+    while the compiler runs. `finish()` writes the input and waits; `cancel()` kills it.
+    Output (stdout and stderr merged) is read only at the end, so the probe must write
+    little before its input arrives."""
+
+    def __init__(self, command: Sequence[str | os.PathLike], *, stage: str,
+                 extra_env: Mapping[str, str] | None = None):
+        self.argv = [os.fspath(part) for part in command]
+        self.stage = stage
+        if os.environ.get("TRTIS_BUILD_VERBOSE"):
+            print(f"+ {shlex.join(self.argv)} (started early)", file=sys.stderr)
+        self.proc = subprocess.Popen(self.argv, env=_environment(None, extra_env), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     errors="replace")
+
+    def finish(self, input_text: str, *, timeout: float | None = None, failure_message: str | None = None,
+               hint: str | None = None) -> str:
+        try:
+            output, _ = self.proc.communicate(input_text, timeout=timeout)
+        except BaseException:
+            self.cancel()
+            raise
+        if self.proc.returncode != 0:
+            raise CommandError(failure_message or f"{Path(self.argv[0]).name} failed", stage=self.stage,
+                               command=self.argv, returncode=self.proc.returncode,
+                               output_tail="".join(output.splitlines(True)[-TAIL_LINES:]), hint=hint)
+        return output
+
+    def cancel(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
 
 
 def capture(command: Sequence[str | os.PathLike], *, stage: str, **kwargs) -> str:

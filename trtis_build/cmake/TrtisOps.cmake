@@ -100,17 +100,21 @@ function(trtis_tensorflow_op name)
               -Xcompiler=-Wno-deprecated-declarations ${A_CUDA_FLAGS})
     endif()
   endif()
-  add_library(${prefix} MODULE ${A_SOURCES} ${${prefix}_KERNEL_OBJECTS} ${gpu_objects})
-  set_target_properties(${prefix} PROPERTIES OUTPUT_NAME ${name}
-    LIBRARY_OUTPUT_DIRECTORY "${TRTIS_OUTPUT_DIR}/tensorflow")
-  target_include_directories(${prefix} PRIVATE ${A_INCLUDE_DIRS})
+  # The adapter compiles in its own object library: CMake makes every source of a target
+  # wait for that target's custom commands (here nvcc), and the TensorFlow-heavy adapter is
+  # the longest compile, so it must start at once, beside nvcc.
+  add_library(${prefix}_adapter OBJECT ${A_SOURCES})
+  target_include_directories(${prefix}_adapter PRIVATE ${A_INCLUDE_DIRS})
   # -isystem: TensorFlow's headers are not ours to warn about.
-  target_include_directories(${prefix} SYSTEM PRIVATE ${TRTIS_TF_INCLUDE_DIR})
+  target_include_directories(${prefix}_adapter SYSTEM PRIVATE ${TRTIS_TF_INCLUDE_DIR})
   if(TRTIS_CUDA_ENABLED AND A_GPU_SOURCES)
-    target_include_directories(${prefix} SYSTEM PRIVATE ${TRTIS_TF_SHIM_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
+    target_include_directories(${prefix}_adapter SYSTEM PRIVATE ${TRTIS_TF_SHIM_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
   endif()
-  target_compile_definitions(${prefix} PRIVATE ${definitions})
-  target_compile_options(${prefix} PRIVATE -Wno-deprecated-declarations ${A_CXX_FLAGS})
+  target_compile_definitions(${prefix}_adapter PRIVATE ${definitions})
+  target_compile_options(${prefix}_adapter PRIVATE -Wno-deprecated-declarations ${A_CXX_FLAGS})
+  add_library(${prefix} MODULE $<TARGET_OBJECTS:${prefix}_adapter> ${${prefix}_KERNEL_OBJECTS} ${gpu_objects})
+  set_target_properties(${prefix} PROPERTIES OUTPUT_NAME ${name} LINKER_LANGUAGE CXX
+    LIBRARY_OUTPUT_DIRECTORY "${TRTIS_OUTPUT_DIR}/tensorflow")
   # Unresolved symbols and ABI mismatches fail here, not when TensorFlow loads the library.
   target_link_options(${prefix} PRIVATE -Wl,--no-undefined)
   target_link_libraries(${prefix} PRIVATE "${TRTIS_TF_LIB_DIR}/${TRTIS_TF_FRAMEWORK_LIB}")
@@ -126,16 +130,18 @@ function(trtis_tensorrt_plugin name)
   _trtis_kernels(${prefix} tensorrt ${name} KERNEL_SOURCES ${A_KERNEL_SOURCES}
                  CUDA_SOURCES ${A_CUDA_SOURCES} INCLUDE_DIRS ${A_INCLUDE_DIRS}
                  CXX_FLAGS ${A_CXX_FLAGS} CUDA_FLAGS ${A_CUDA_FLAGS})
-  add_library(${prefix} MODULE ${A_SOURCES} ${${prefix}_KERNEL_OBJECTS})
-  set_target_properties(${prefix} PROPERTIES OUTPUT_NAME ${name}
-    LIBRARY_OUTPUT_DIRECTORY "${TRTIS_OUTPUT_DIR}/tensorrt"
-    CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
-  target_include_directories(${prefix} PRIVATE ${A_CONFIG_HEADER_DIR} ${A_INCLUDE_DIRS})
-  target_include_directories(${prefix} SYSTEM PRIVATE ${TRTIS_TRT_INCLUDE_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
+  # The adapter in its own object library, so it compiles beside nvcc (see trtis_tensorflow_op).
+  add_library(${prefix}_adapter OBJECT ${A_SOURCES})
+  set_target_properties(${prefix}_adapter PROPERTIES CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+  target_include_directories(${prefix}_adapter PRIVATE ${A_CONFIG_HEADER_DIR} ${A_INCLUDE_DIRS})
+  target_include_directories(${prefix}_adapter SYSTEM PRIVATE ${TRTIS_TRT_INCLUDE_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
   if(TRTIS_CUDA_ENABLED AND A_CUDA_SOURCES)
-    target_compile_definitions(${prefix} PRIVATE TRTIS_WITH_CUDA=1)
+    target_compile_definitions(${prefix}_adapter PRIVATE TRTIS_WITH_CUDA=1)
   endif()
-  target_compile_options(${prefix} PRIVATE -Wno-deprecated-declarations ${A_CXX_FLAGS})
+  target_compile_options(${prefix}_adapter PRIVATE -Wno-deprecated-declarations ${A_CXX_FLAGS})
+  add_library(${prefix} MODULE $<TARGET_OBJECTS:${prefix}_adapter> ${${prefix}_KERNEL_OBJECTS})
+  set_target_properties(${prefix} PROPERTIES OUTPUT_NAME ${name} LINKER_LANGUAGE CXX
+    LIBRARY_OUTPUT_DIRECTORY "${TRTIS_OUTPUT_DIR}/tensorrt")
   target_link_options(${prefix} PRIVATE -Wl,--no-undefined)
   _trtis_cuda_link(${prefix})
   set_property(GLOBAL APPEND PROPERTY TRTIS_LIBRARIES ${prefix})

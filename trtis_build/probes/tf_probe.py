@@ -1,4 +1,5 @@
-"""Run as `python tf_probe.py info` or `python tf_probe.py registered LIB...`; prints JSON.
+"""Run as `python tf_probe.py info`, `python tf_probe.py registered LIB...` or
+`python tf_probe.py serve` (libraries on stdin, one per line); prints JSON.
 
 info:       TensorFlow's version, include/lib dirs, compile/link flags, C++ ABI flag and the
             names of its built-in ops (for the shadowing check before compiling).
@@ -61,7 +62,22 @@ def registered(paths):
     return result
 
 
+def serve():
+    """Import TensorFlow now, at low CPU priority (the build starts this while the compiler
+    runs, whose critical path must not wait for it), then probe the paths read from stdin,
+    one per line, when the build has them."""
+    os.nice(19)
+    import tensorflow  # noqa: F401  (the slow part)
+    from tensorflow.python.framework import kernels  # noqa: F401
+
+    return registered([line.strip() for line in sys.stdin if line.strip()])
+
+
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
-    payload = info() if mode == "info" else registered(args)
+    payload = info() if mode == "info" else serve() if mode == "serve" else registered(args)
     sys.stdout.write("\n@@TRTIS-JSON@@" + json.dumps(payload) + "\n")
+    sys.stdout.flush()
+    # Skip interpreter teardown: with TensorFlow loaded it takes over half a second and
+    # there is nothing left to clean up.
+    os._exit(0)
