@@ -15,6 +15,9 @@ mkdir -p "$OUT"
 HEADERS=${TRT_HEADERS:-.trt-gpu/tensorrt}
 ARCH=${ARCH:-90}
 B=$(mktemp -d)
+# PLUGIN=path: check that plugin library (e.g. a bundle's tensorrt/libaddsub.so built by
+# `trtis-build ops build` on the CPU machine) instead of building addsub here.
+LIB=${PLUGIN:-$B/addsub/libaddsub.so}
 
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 CUDA=$(dirname "$(dirname "$(readlink -f "$NVCC")")")
@@ -65,19 +68,23 @@ EOF
   g++ --version | head -n 1
   echo "cuda include: $CUDA_INC; cudart static: $CUDART_STATIC; cudart: $CUDART_SO"
   sha256sum ops/tensorflow/addsub/addsub_kernel.cu ops/tensorrt/addsub/addsub_plugin.cc
-  time build_plugin addsub TRTISExampleAddSub ops/tensorrt/addsub/addsub_plugin.cc \
-      ops/tensorflow/addsub/addsub_kernel.cc ops/tensorflow/addsub/addsub_kernel.cu
+  if [ -n "${PLUGIN:-}" ]; then
+    echo "plugin library from a bundle: $PLUGIN"; sha256sum "$PLUGIN"
+  else
+    time build_plugin addsub TRTISExampleAddSub ops/tensorrt/addsub/addsub_plugin.cc \
+        ops/tensorflow/addsub/addsub_kernel.cc ops/tensorflow/addsub/addsub_kernel.cu
+  fi
   S=.trt-gpu/scaffold/ops/tensorrt/scaled_op
   time build_plugin scaled_op ScaledOp "$S/scaled_op_plugin.cc" "$S/scaled_op_kernel.cc" "$S/scaled_op_kernel.cu"
   time g++ -std=c++17 -O1 -isystem "$HEADERS" -isystem "$CUDA_INC" trtis_build/checks/plugin_check.cc -ldl \
       -o "$B/plugin_check"
-  ldd "$B/plugin_check" "$B/addsub/libaddsub.so"
+  ldd "$B/plugin_check" "$LIB"
   CHECK=("$B/plugin_check" --cudart "$CUDART_SO" --enqueue)
 
   # 1. The plugin's own case (2x3x257), dumped for NumPy.
   mkdir -p "$B/dump"
   "${CHECK[@]}" --iterations 20 --expect TRTISExampleAddSub:1:trtis --dump "$B/dump" \
-      --json "$OUT/addsub_small.json" "$B/addsub/libaddsub.so"
+      --json "$OUT/addsub_small.json" "$LIB"
   summary "$OUT/addsub_small.json"
   python3 - "$OUT/addsub_small.json" "$OUT/numpy_compare.json" <<'EOF'
 import json, sys
@@ -100,12 +107,12 @@ EOF
   # 2. Sizes: empty, one element, odd rank-4, and a large case for bandwidth.
   for case in 'float32[0];float32[0]' 'float32[1];float32[1]' 'float32[3,5,7,11];float32[3,5,7,11]' \
               'float32[1000003];float32[1000003]'; do
-    "${CHECK[@]}" --iterations 20 --inputs "$case" --json "$B/case.json" "$B/addsub/libaddsub.so"
+    "${CHECK[@]}" --iterations 20 --inputs "$case" --json "$B/case.json" "$LIB"
     summary "$B/case.json"
     cat "$B/case.json" >> "$OUT/addsub_sizes.jsonl"
   done
   "${CHECK[@]}" --iterations 50 --inputs 'float32[64,1048576];float32[64,1048576]' \
-      --json "$OUT/addsub_large.json" "$B/addsub/libaddsub.so"
+      --json "$OUT/addsub_large.json" "$LIB"
   summary "$OUT/addsub_large.json"
 
   # 3. The scaffolded op, unedited.
@@ -115,7 +122,7 @@ EOF
   # 4. Memory errors in the plugin's device code (compute-sanitizer, where the runtime allows it).
   if command -v compute-sanitizer >/dev/null; then
     timeout 180 compute-sanitizer --tool memcheck --error-exitcode 99 "${CHECK[@]}" --iterations 1 \
-        --inputs 'float32[3,5,7,11];float32[3,5,7,11]' --json "$B/memcheck.json" "$B/addsub/libaddsub.so" \
+        --inputs 'float32[3,5,7,11];float32[3,5,7,11]' --json "$B/memcheck.json" "$LIB" \
         > "$OUT/memcheck.txt" 2>&1
     echo "compute-sanitizer exit: $?" | tee -a "$OUT/memcheck.txt"
   fi
