@@ -34,13 +34,14 @@ def sections(data: bytes, path: Path) -> list[tuple[str, int, int, int, int]]:
     return found
 
 
-def loaded_content_sha256(path: Path, *, skip: tuple[str, ...] = (".nv_fatbin",)) -> str:
+def loaded_content_sha256(path: Path, *, skip: tuple[str, ...] = (".nv_fatbin", ".note.gnu.build-id")) -> str:
     """sha256 of what the loader maps (allocated sections with file content), minus `skip`.
 
     Keys the bundle's registry checks: what a library registers is decided by its host code.
     It ignores the symbol table (nvcc names local symbols after its temp files, so every
-    compile differs there) and, by default, the CUDA fatbinary (device code registers nothing),
-    so a rebuilt .cu does not send the library through TensorFlow or TensorRT again."""
+    compile differs there), and by default the build-id note (a hash that follows the symbol
+    table) and the CUDA fatbinary (device code registers nothing), so a rebuilt .cu does not
+    send the library through TensorFlow or TensorRT again."""
     data = Path(path).read_bytes()
     digest = hashlib.sha256()
     for name, kind, flags, offset, size in sections(data, Path(path)):
