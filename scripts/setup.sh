@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: compilers and build tools; image tools for `trtis-build server`.
-DEBIAN_PACKAGES=(g++ cmake ninja-build binutils skopeo umoci oci-image-tool bubblewrap docker-registry mmdebstrap)
+DEBIAN_PACKAGES=(g++ cmake ninja-build binutils skopeo umoci oci-image-tool bubblewrap docker-registry mmdebstrap podman)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for pkg in "${DEBIAN_PACKAGES[@]}"; do

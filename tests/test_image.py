@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -351,3 +352,29 @@ def test_bad_bundles_and_skew_are_clear_errors(project, small_base, tmp_path):
     allowed = json.loads(server(project, "--base", local_base, "--out", tmp_path / "skewed", "--json",
                                 "--base-version", "tensorflow=2.20.1", "--allow-version-skew").stdout)
     assert allowed["version_skew"][0]["base"] == "2.20.1"
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman not installed (scripts/setup.sh installs it)")
+def test_podman_loads_the_archive(project, small_base, tmp_path):
+    """A real container engine reads the archive: `podman load` (vfs storage in a temporary
+    root, no daemon). Docker's engine cannot run here; the archive carries the manifest.json
+    that `docker load` reads and the OCI index.json of Docker 25+, both checked with skopeo above."""
+    out, archive = tmp_path / "image", tmp_path / "image.tar"
+    composed = json.loads(server(project, "--base", f"oci:{small_base['layout']}:1", "--out", out,
+                                 "--tag", "team/triton-ops:7", "--archive", archive, "--json").stdout)
+    run_root = Path(tempfile.mkdtemp(prefix="trtis-pm-"))  # podman wants a short runroot path
+    podman = ["podman", "--root", str(tmp_path / "storage"), "--runroot", str(run_root),
+              "--storage-driver", "vfs"]
+    try:
+        loaded = run(*podman, "load", "-i", str(archive))
+        [image] = json.loads(run(*podman, "image", "inspect", "localhost/team/triton-ops:7").stdout)
+    finally:
+        shutil.rmtree(run_root, ignore_errors=True)
+    assert "Loaded image: localhost/team/triton-ops:7" in loaded.stdout + loaded.stderr
+    config = oci.Layout.open(out).read_json(oci.Layout.open(out).find_manifest()[0].digest)["config"]
+    assert "sha256:" + image["Id"] == config["digest"]          # the same image, byte for byte
+    assert "localhost/team/triton-ops:7" in image["RepoTags"] and composed["digest"].startswith("sha256:")
+    assert image["Config"]["Entrypoint"][0].endswith("trtis-launch")
+    labels = image["Config"]["Labels"]
+    assert labels["org.trtis-build.tensorflow.ops"] == "TRTISExampleAddSub"
+    assert len(image["RootFS"]["Layers"]) == 2                   # the base's layer + the bundle layer
