@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
-from trtis_build import tensorrt
+from trtis_build import process, tensorrt
 from trtis_build.bundle import sha256_file
 from trtis_build.discover import PluginId
 
@@ -150,3 +151,55 @@ def test_ops_test_runs_the_plugin_check_for_a_plugin_op(project):
     entry = report["ops"]["tensorrt/addsub"]
     assert entry["passed"] and str(ADDSUB) in entry["summary"]
     assert report["ops"]["tensorflow/addsub"]["passed"]
+
+
+def small_base(root: Path) -> Path:
+    """A one-layer base image layout (it declares no framework versions: skew is not checked)."""
+    from trtis_build import oci
+
+    layout = oci.Layout.create(root / "base")
+    layer = oci.write_layer(oci.parent_dirs([oci.bytes_entry("etc/base-release", b"small\n")]),
+                            layout.blobs, epoch=0)
+    config = {"architecture": "amd64", "os": "linux",
+              "config": {"Env": ["PATH=/usr/bin:/bin"]},
+              "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}}
+    config_desc = layout.add_json(config, oci.OCI_CONFIG)
+    desc = layout.add_json({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "config": config_desc.to_json(),
+                            "layers": [layer.descriptor.to_json()]}, oci.OCI_MANIFEST)
+    layout.write_index([oci.Descriptor(desc.media_type, desc.digest, desc.size, {oci.REF_NAME: "1"})])
+    return layout.root
+
+
+@needs_trt10
+@pytest.mark.image
+def test_server_image_hands_triton_the_shim_and_the_shim_registers(project, tmp_path):
+    """`trtis-build server` with a plugin op: the layer carries the plugin library and its
+    shim, the launcher gives Triton the shim, and that file, taken out of the image, registers
+    the plugin when merely dlopened into a TensorRT 10 registry (what Triton's plugins= does)."""
+    import tarfile
+
+    from trtis_build import oci
+
+    root, _ = project
+    out = tmp_path / "image"
+    trtis("server", "--base", f"oci:{small_base(tmp_path)}:1", "--out", str(out), "--tag", "ops:1", cwd=root,
+          env={"SOURCE_DATE_EPOCH": "1700000000"})
+    layout = oci.Layout.open(out)
+    manifest = layout.read_json(layout.find_manifest()[0].digest)
+    config = layout.read_json(manifest["config"]["digest"])
+    assert config["config"]["Labels"]["org.trtis-build.tensorrt.plugins"] == "trtis::TRTISExampleAddSub/1"
+    unpacked = tmp_path / "layer"
+    with tarfile.open(layout.blob_path(manifest["layers"][-1]["digest"]), "r:gz") as tar:
+        names = tar.getnames()
+        tar.extractall(unpacked, filter="data")
+    ops_dir = unpacked / "opt" / "tritonserver" / "ops"
+    assert {"opt/tritonserver/ops/tensorrt/libaddsub.so",
+            "opt/tritonserver/ops/tensorrt/autoload/libaddsub.so"} <= set(names)
+    # The image's launcher, run here against the unpacked layer (--trtis-dry-run: check, print).
+    done = process.run([sys.executable, str(ops_dir / "trtis-launch"), "--trtis-dry-run", "tritonserver"],
+                       stage="test", extra_env={"TRTIS_LAUNCH_BUNDLE": str(ops_dir)})
+    plan = json.loads(done.output.strip().splitlines()[-1])
+    shim = ops_dir / "tensorrt" / "autoload" / "libaddsub.so"
+    assert f"--backend-config=tensorrt,plugins={shim}" in plan["command"]
+    probe = tensorrt.probe_registry([shim], lookups=[ADDSUB], dlopen=True, extra_env=TRT10_ENV)
+    assert probe.libraries[0].registered == (ADDSUB,) and probe.found(ADDSUB)

@@ -15,9 +15,10 @@ library it cannot load and serves on without it):
     TensorRT plugins).
 
 Then:
-  - TensorRT plugin libraries go to Triton as --backend-config=tensorrt,plugins="a.so;b.so"
-    (default), or into LD_PRELOAD with --trtis-plugin-mode=preload (the older way; needs
-    plugins that register themselves statically);
+  - TensorRT plugins go to Triton as --backend-config=tensorrt,plugins="a.so;b.so" (default),
+    or into LD_PRELOAD with --trtis-plugin-mode=preload (the older way); either way the path
+    given is each plugin library's autoload shim (tensorrt/autoload/), which registers the
+    library when merely opened (under LD_PRELOAD it loads libnvinfer itself first);
   - TensorFlow op libraries are never preloaded (TensorFlow's bundled BoringSSL clashes with
     the server's libcrypto and crashes every Python stub); models load them: TRTIS_BUNDLE is
     this bundle (trtis_build.load_bundle's default), TRTIS_TF_OP_LIBRARIES lists their paths,
