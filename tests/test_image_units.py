@@ -295,3 +295,41 @@ def test_tensorrt_autoload_shims_are_what_triton_opens(tmp_path, pure, monkeypat
     launch = _launcher()
     monkeypatch.setattr(launch, "BUNDLE", str(tmp_path))
     assert launch.plugin_paths(manifest) == [str(tmp_path / "tensorrt/autoload/libp.so"), str(tmp_path / "tensorrt/libq.so")]
+
+
+HELPER = """#!/bin/sh
+# A docker credential helper (docker's protocol): `get`, the server on stdin, JSON on stdout.
+read server
+case "$server" in
+  registry.example.com) echo '{"ServerURL": "registry.example.com", "Username": "robot", "Secret": "s3cret"}' ;;
+  token.example.com) echo '{"ServerURL": "token.example.com", "Username": "<token>", "Secret": "refresh"}' ;;
+  *) echo "credentials not found in native keychain"; exit 1 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("key", ["credHelpers", "credsStore"])
+def test_credentials_from_a_docker_credential_helper(tmp_path, key, monkeypatch):
+    """A real executable speaking docker's helper protocol stands in for a cloud vendor's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-fake"
+    helper.write_text(HELPER)
+    helper.chmod(0o755)
+    config = {"credHelpers": {"registry.example.com": "fake", "token.example.com": "fake"}} \
+        if key == "credHelpers" else {"credsStore": "fake"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    env = {"DOCKER_CONFIG": str(tmp_path), "HOME": str(tmp_path / "nohome")}
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    assert credentials("registry.example.com", env) == ("robot", "s3cret")
+    assert credentials("other.example.com", env) is None
+    with pytest.raises(ImageError, match="identity token"):
+        credentials("token.example.com", env)
+
+
+def test_a_missing_credential_helper_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "nosuchhelper"}))
+    env = {"DOCKER_CONFIG": str(tmp_path), "HOME": str(tmp_path / "nohome")}
+    with pytest.raises(ImageError, match="docker-credential-nosuchhelper is not installed") as info:
+        credentials("registry.example.com", env)
+    assert "skopeo login registry.example.com" in info.value.render()

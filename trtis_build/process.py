@@ -40,11 +40,12 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
         timeout: float | None = None, error_factory: Callable[..., CommandError] | None = None,
         failure_message: str | None = None, hint: str | None = None,
         echo: Callable[[str], None] | None = None,
-        on_line: Callable[[str], None] | None = None) -> Completed:
+        on_line: Callable[[str], None] | None = None, input_text: str | None = None) -> Completed:
     """Run a command; stdout and stderr are merged.
 
     live=True streams each line to `echo` (default: stderr) as it arrives; `on_line` sees
     every line as it arrives (the build starts work when Ninja reports its first step).
+    `input_text` is written to the command's stdin (otherwise stdin is empty).
     """
     argv = [os.fspath(part) for part in command]
     full_env = _environment(env, extra_env)
@@ -56,7 +57,8 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
             log.write(f"$ {shlex.join(argv)}\n")
         try:
             proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL if input_text is None else subprocess.PIPE,
                                     text=True, errors="replace", bufsize=1)
         except FileNotFoundError as exc:
             raise CommandError(f"cannot execute {argv[0]!r}: not found", stage=stage,
@@ -67,6 +69,10 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
         emit = echo or (lambda text: print(text, file=sys.stderr, flush=True))
         try:
             assert proc.stdout is not None
+            if input_text is not None:
+                assert proc.stdin is not None
+                proc.stdin.write(input_text)  # small (a credential request): no deadlock
+                proc.stdin.close()
             for line in proc.stdout:
                 lines.append(line)
                 tail.append(line)

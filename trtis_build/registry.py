@@ -5,7 +5,8 @@ base image that already sits in a registry without downloading the base's layers
 Auth: anonymous, HTTP basic, or bearer tokens (the WWW-Authenticate challenge), with
 credentials from the files docker and skopeo/podman write: $REGISTRY_AUTH_FILE,
 $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json.
-Credential helpers (credsStore/credHelpers) are not run: log in with `skopeo login`.
+Docker's credential helpers are run as docker does: credHelpers[registry], else credsStore
+(`docker-credential-<name> get`, the registry on stdin, JSON Username/Secret on stdout).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .errors import ImageError
+from .errors import CommandError, ImageError
 from .oci import DOCKER_LIST, DOCKER_MANIFEST, INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor
 
 DOCKER_HUB = "docker.io"
@@ -105,17 +106,55 @@ def _auth_files(env: Mapping[str, str]) -> list[Path]:
     return files
 
 
+def _helper_credentials(helper: str, registry: str, keys: set[str], where: Path) -> tuple[str, str] | None:
+    """Ask docker-credential-<helper> for `registry` (docker's protocol); None if it has none."""
+    from . import process
+
+    program = f"docker-credential-{helper}"
+    for server in sorted(keys, key=lambda k: (k != registry, k)):  # the bare host first
+        try:
+            done = process.run([program, "get"], stage="image", input_text=server + "\n", check=False,
+                               timeout=60)
+        except CommandError:
+            raise ImageError(f"{where} names the credential helper {helper!r}, but {program} is not installed",
+                             where=where, hint=f"install {program}, or log in with `skopeo login {registry}` "
+                                               "(it writes a plain auths entry)") from None
+        if done.returncode != 0:
+            continue  # "credentials not found in native keychain": try the next spelling, then give up
+        try:
+            answer = json.loads(done.output)
+        except ValueError:
+            raise ImageError(f"{program} get answered something that is not JSON: {done.output[:200]!r}",
+                             where=where) from None
+        if answer.get("Username") == "<token>":
+            raise ImageError(f"{program} holds an identity token for {registry}, which trtis-build cannot "
+                             "exchange", where=where,
+                             hint=f"log in with `skopeo login {registry}` (a user name and password or token)")
+        if answer.get("Username") is not None and answer.get("Secret") is not None:
+            return answer["Username"], answer["Secret"]
+    return None
+
+
 def credentials(registry: str, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
-    """(user, password) for `registry` from the first auth file that has an entry."""
+    """(user, password) for `registry`: per auth file, in order, a credential helper that the
+    file assigns to it (credHelpers, then credsStore), else its plain `auths` entry."""
     env = os.environ if env is None else env
     keys = {registry, f"https://{registry}", f"http://{registry}"}
     if registry == DOCKER_HUB:
         keys |= {"https://index.docker.io/v1/", "index.docker.io", DOCKER_HUB_API}
     for path in _auth_files(env):
         try:
-            auths = json.loads(path.read_text()).get("auths", {})
+            data = json.loads(path.read_text())
+            auths = data.get("auths", {}) or {}
         except (OSError, ValueError, AttributeError):
             continue
+        helpers = data.get("credHelpers", {}) or {}
+        helper = next((helpers[k] for k in helpers if k.rstrip("/") in keys or k in keys), None)
+        helper = helper or data.get("credsStore")
+        if helper:
+            found = _helper_credentials(helper, registry, keys, path)
+            if found:
+                return found
         for key, entry in auths.items():
             if key.rstrip("/") in keys or key in keys:
                 token = (entry or {}).get("auth")
