@@ -185,21 +185,22 @@ def _in_image(rootfs: Path, composed, *args, extra_binds=()):
 
 
 @pytest.mark.server
-def test_smoke_inside_the_image(rootfs, composed, models, tmp_path):
-    """tritonserver, the Python backend, python3, TensorFlow and the op library all come from
-    the unpacked image; the model answers through tritonclient HTTP and gRPC."""
-    from trtis_build import imagerun, smoke
-    from trtis_build.serve import ServerSettings
-
+def test_smoke_inside_the_image(rootfs, composed, models, project):
+    """`trtis-build smoke --image`: tritonserver, the Python backend, python3, TensorFlow and the
+    op library all come from the image (unpacked by the command itself); the model answers
+    through tritonclient HTTP and gRPC."""
     check = _in_image(rootfs, composed, "--trtis-check")
     assert check.returncode == 0, check.stderr
-    shim = imagerun.server_shim(rootfs, imagerun.image_config(composed["out"], "1"), tmp_path / "shim")
-    log = tmp_path / "server.log"
-    report = smoke.run_smoke(ServerSettings(models_dir=models, tritonserver=shim, log_file=log,
-                                            startup_timeout=90, load_timeout=180))
-    assert report.passed, smoke.format_report(report) + "\n" + log.read_text()[-3000:]
-    text = log.read_text()
-    assert "trtis-launch: bundle ok (1 libraries); starting tritonserver" in text
+    result = trtis("smoke", "--image", f"{composed['out']}:1", "--json", "--load-timeout", "180", cwd=project,
+                   check=False)
+    log = project / "build" / "serve" / "smoke.log"
+    assert result.returncode == 0, result.stdout + result.stderr + log.read_text()[-3000:]
+    report = json.loads(result.stdout)
+    assert report["passed"] and "addsub" in json.dumps(report)
+    assert "trtis-launch: bundle ok (1 libraries); starting tritonserver" in log.read_text()
+    # Unpacked once per image digest: a second run reuses the root filesystem.
+    unpacked = list((project / "build" / "image-run").iterdir())
+    assert len(unpacked) == 1 and (unpacked[0] / ".unpacked").read_text().strip() == composed["json"]["digest"]
 
 
 def test_launcher_fails_fast_without_tensorflow(rootfs, composed):

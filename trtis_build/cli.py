@@ -39,7 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error.render(), file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("interrupted: the previous bundle was kept", file=sys.stderr)
+        # Builds publish atomically and servers are torn down by their own handlers, so
+        # nothing half-done is left; say what applies to the command that was running.
+        kept = {"ops": "the previous bundle was kept", "server": "no image was written to --out"}
+        print(f"interrupted: {kept.get(args.command, 'stopped')}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `trtis-build ops list | head`: not an error.

@@ -114,3 +114,47 @@ def server_shim(rootfs: Path, config: Mapping, shim_dir: Path) -> Path:
     shim.write_text(_SHIM.format(python=sys.executable, rootfs=rootfs, settings=json.dumps(settings)))
     shim.chmod(0o755)
     return shim
+
+
+def split_image_argument(text: str) -> tuple[Path, str | None]:
+    """`DIR[:NAME]` (as `oci:DIR:NAME` without the scheme) -> (layout dir, image name or None)."""
+    text = text.removeprefix("oci:")
+    directory, _, name = text.rpartition(":") if ":" in Path(text).name else (text, "", "")
+    return Path(directory or text).resolve(), name or None
+
+
+def prepare(image: str, work_dir: Path, *, echo=None) -> Path:
+    """Unpack the composed image `DIR[:NAME]` under work_dir (once per image digest: a 2 GB
+    root filesystem takes a while) and return a tritonserver stand-in that runs it."""
+    from .oci import Layout
+
+    layout_dir, name = split_image_argument(image)
+    if not (layout_dir / "index.json").is_file():
+        raise ImageError(f"{layout_dir} is not an OCI image layout (no index.json)", where=layout_dir,
+                         hint="compose one with `trtis-build server` (it writes build/image)")
+    desc, manifest = Layout.open(layout_dir).find_manifest(name)
+    config = Layout.open(layout_dir).read_json(manifest["config"]["digest"]).get("config", {})
+    target = work_dir / desc.digest.split(":", 1)[1][:16]
+    done = target / ".unpacked"
+    if not done.is_file():
+        if echo:
+            echo(f"unpacking {layout_dir}{':' + name if name else ''} ({desc.digest[:19]}) into {target}")
+        ref = name or _ref_name(layout_dir, desc.digest)
+        unpack(layout_dir, ref, target / "bundle")
+        done.write_text(desc.digest + "\n")
+        for old in work_dir.iterdir():  # keep only this image: each is a whole root filesystem
+            if old != target and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+    return server_shim(target / "bundle" / "rootfs", config, target / "shim")
+
+
+def _ref_name(layout_dir: Path, digest: str) -> str:
+    """umoci addresses images by their ref.name annotation: the one the only image carries."""
+    from .oci import REF_NAME, Layout
+
+    for entry in Layout.open(layout_dir).index().get("manifests", []):
+        name = (entry.get("annotations") or {}).get(REF_NAME)
+        if name:
+            return name
+    raise ImageError(f"the image {digest} in {layout_dir} has no name (org.opencontainers.image.ref.name)",
+                     where=layout_dir, hint="name it: skopeo copy oci:DIR oci:DIR:NAME")

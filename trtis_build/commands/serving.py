@@ -52,6 +52,10 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=_port, metavar="P", help="default: a free port")
     parser.add_argument("--tritonserver", metavar="PATH",
                         help="tritonserver binary (default: the one nvidia-pytriton installed)")
+    parser.add_argument("--image", metavar="DIR[:NAME]",
+                        help="run the tritonserver of an image that `trtis-build server` composed (OCI "
+                             "layout, e.g. build/image): unpacked with umoci, started under bubblewrap "
+                             "(no container engine; needs root)")
     parser.add_argument("--model-config-name", metavar="NAME",
                         help="use <model>/configs/NAME.pbtxt where present (e.g. python)")
     parser.add_argument("--log-file", metavar="PATH", help="server log (default: build/serve/<command>.log)")
@@ -131,11 +135,19 @@ def _model_add(args) -> int:
 def _settings(args, command: str, echo):
     from ..serve import ServerSettings
 
-    log_file = Path(args.log_file).resolve() if args.log_file else \
-        _options(args).build_dir / "serve" / f"{command}.log"
+    options = _options(args)
+    log_file = Path(args.log_file).resolve() if args.log_file else options.build_dir / "serve" / f"{command}.log"
+    tritonserver = Path(args.tritonserver) if args.tritonserver else None
+    if args.image:
+        from .. import imagerun
+
+        if args.tritonserver:
+            raise ServerError("--image and --tritonserver both name the server to run; give one")
+        tritonserver = imagerun.prepare(args.image, options.build_dir / "image-run",
+                                        echo=lambda text: print(text, file=sys.stderr, flush=True))
     return ServerSettings(
         models_dir=_models_dir(args), http_port=args.http_port, grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port, tritonserver=Path(args.tritonserver) if args.tritonserver else None,
+        metrics_port=args.metrics_port, tritonserver=tritonserver,
         log_file=log_file, model_config_name=args.model_config_name,
         startup_timeout=args.startup_timeout, load_timeout=args.load_timeout, echo=echo)
 
