@@ -169,3 +169,13 @@ def test_config_header_is_rewritten_only_when_it_changes(tmp_path):
     assert path.stat().st_mtime == pytest.approx(old)  # unchanged text: no recompilation
     tensorrt.write_plugin_config(tmp_path, "addsub", [PluginId("TRTISExampleAddSub", "1", "other")])
     assert path.stat().st_mtime > old and '"other"' in path.read_text()
+
+
+def test_runtime_version_is_read_from_package_metadata(tmp_path, pure):
+    for name, version in (("tensorrt_lean_cu12_libs", "10.16.1.11"), ("tensorrt_lean_cu12_bindings", "10.16.1.11"),
+                          ("numpy", "1.26.4")):
+        info = tmp_path / f"{name}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    assert tensorrt.runtime_version(tmp_path) == "10.16.1.11"
+    assert tensorrt.runtime_version(tmp_path / "empty") is None

@@ -368,6 +368,19 @@ def runtime_env(python_path: Path | None) -> dict[str, str] | None:
     return {"PYTHONPATH": os.pathsep.join([str(path.resolve())] + ([inherited] if inherited else []))}
 
 
+def runtime_version(python_path: Path | None = None) -> str | None:
+    """Version of the TensorRT Python runtime the registry checks would import (from package
+    metadata: nothing is imported), in `python_path` when given, else in this interpreter."""
+    search = [str(python_path)] if python_path else None
+    found = {}
+    for dist in importlib.metadata.distributions(**({"path": search} if search else {})):
+        name = (dist.metadata["Name"] or "").lower().replace("-", "_")
+        if re.fullmatch(r"tensorrt(_lean|_dispatch)?(_cu\d+)?(_bindings)?", name):
+            found[name] = dist.version
+    bindings = [version for name, version in sorted(found.items()) if name.endswith("_bindings")]
+    return (bindings or list(found.values()) or [None])[0]
+
+
 def _probe_events(path: Path) -> list[dict]:
     if not path.is_file():
         return []

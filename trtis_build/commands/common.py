@@ -22,13 +22,17 @@ def add_build_options(parser) -> None:
     parser.add_argument("--no-cuda", action="store_true", default=None,
                         help="build CPU kernels only")
     parser.add_argument("--tensorrt-root", metavar="DIR", help="TensorRT install (headers in include/)")
+    parser.add_argument("--tensorrt-python-path", metavar="DIR",
+                        help="directory with a TensorRT Python runtime for the plugin checks; one of the "
+                             "headers' major also checks that the autoload shims register")
     parser.add_argument("--python", metavar="EXE", help="Python interpreter that has TensorFlow")
 
 
 def options_from(args, **extra: Any) -> Options:
     root = Path(args.root).resolve() if getattr(args, "root", None) else find_project_root(Path.cwd())
     cli = {name: getattr(args, name, None)
-           for name in ("bundle_dir", "build_dir", "jobs", "cuda_arch", "no_cuda", "tensorrt_root", "python")}
+           for name in ("bundle_dir", "build_dir", "jobs", "cuda_arch", "no_cuda", "tensorrt_root",
+                        "tensorrt_python_path", "python")}
     cli.update(extra)
     return resolve_options(root=root, env=os.environ, cli=cli)
 

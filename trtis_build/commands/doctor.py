@@ -33,6 +33,7 @@ def cmd_doctor(args) -> int:
                         "cxx11_abi_flag": f"-D_GLIBCXX_USE_CXX11_ABI={tc.tensorflow.cxx11_abi}"}
                        if tc.tensorflow else None),
         "tensorrt": vars(tc.tensorrt) if tc.tensorrt else None,
+        "tensorrt_runtime": _tensorrt_runtime(options, tc),
         "problems": list(tc.problems),
         "fingerprint": tc.fingerprint,
     }
@@ -42,6 +43,19 @@ def cmd_doctor(args) -> int:
         _print_report(report)
     missing_required = tc.cmake is None or tc.ninja is None
     return 4 if missing_required else 0
+
+
+def _tensorrt_runtime(options, tc) -> dict | None:
+    """The TensorRT Python runtime the bundle's registry checks use, and whether its major
+    matches the headers (only then are the autoload shims checked for registration)."""
+    from .. import tensorrt as trt_support
+
+    version = trt_support.runtime_version(options.tensorrt_python_path)
+    if version is None and options.tensorrt_python_path is None:
+        return None
+    same = bool(version and tc.tensorrt and version.split(".")[0] == tc.tensorrt.version.split(".")[0])
+    return {"version": version, "python_path": str(options.tensorrt_python_path or "") or None,
+            "checks_autoload_registration": same}
 
 
 def _print_report(report: dict) -> None:
@@ -69,6 +83,15 @@ def _print_report(report: dict) -> None:
         line("tensorflow", "not found")
     trt = report["tensorrt"]
     line("tensorrt", f"{trt['version']} headers ({trt['include_dir']}, from {trt['source']})" if trt else "not found")
+    runtime = report["tensorrt_runtime"]
+    if runtime:
+        where = f" from {runtime['python_path']}" if runtime["python_path"] else ""
+        line("", f"runtime for the registry checks: {runtime['version'] or 'none found'}{where}")
+        if trt and not runtime["checks_autoload_registration"]:
+            line("", f"autoload shims: loaded but not checked for registration (needs a TensorRT "
+                     f"{trt['version'].split('.')[0]} runtime: --tensorrt-python-path DIR)")
+    elif trt:
+        line("", "runtime for the registry checks: none (pip install 'trtis-build[trt]')")
     if report["problems"]:
         print("problems:")
         for problem in report["problems"]:
