@@ -87,15 +87,23 @@ class _VerifyCache:
         except ValueError:
             self.data = {}
 
-    def get(self, sha: str) -> dict | None:
-        return self.data.get(sha)
+    LIMIT = 256  # entries kept, most recently used last (a few KB each at most)
 
-    def put(self, sha: str, value: dict) -> None:
-        self.data[sha] = value
+    def get(self, key: str) -> dict | None:
+        value = self.data.pop(key, None)
+        if value is not None:
+            self.data[key] = value  # most recently used: kept longest
+        return value
+
+    def put(self, key: str, value: dict) -> None:
+        self.data.pop(key, None)
+        self.data[key] = value
 
     def save(self) -> None:
+        for key in list(self.data)[:-self.LIMIT]:
+            del self.data[key]
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        tmp.write_text(json.dumps(self.data, indent=1))  # insertion order is the recency order
         os.replace(tmp, self.path)
 
 
