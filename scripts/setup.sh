@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: compilers and build tools; image tools for `trtis-build server`.
-DEBIAN_PACKAGES=(g++ cmake ninja-build binutils skopeo umoci oci-image-tool bubblewrap docker-registry mmdebstrap podman)
+# Debian packages: compilers and build tools; image tools for `trtis-build server` (podman and
+# docker.io only for the tests that load its archives into real engines).
+DEBIAN_PACKAGES=(g++ cmake ninja-build binutils skopeo umoci oci-image-tool bubblewrap docker-registry mmdebstrap podman docker.io)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for pkg in "${DEBIAN_PACKAGES[@]}"; do

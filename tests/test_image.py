@@ -379,3 +379,45 @@ def test_podman_loads_the_archive(project, small_base, tmp_path):
     labels = image["Config"]["Labels"]
     assert labels["org.trtis-build.tensorflow.ops"] == "TRTISExampleAddSub"
     assert len(image["RootFS"]["Layers"]) == 2                   # the base's layer + the bundle layer
+
+
+@pytest.mark.skipif(shutil.which("dockerd") is None, reason="dockerd not installed (scripts/setup.sh installs docker.io)")
+def test_docker_engine_loads_the_archive(project, small_base, tmp_path):
+    """A real Docker engine (Debian's docker.io: dockerd 20.10) in a private data root, vfs
+    storage, no network set-up, on a socket of its own; stopped with its whole process group."""
+    from trtis_build import process
+
+    out, archive = tmp_path / "image", tmp_path / "image.tar"
+    server(project, "--base", f"oci:{small_base['layout']}:1", "--out", out, "--tag", "team/triton-ops:8",
+           "--archive", archive)
+    state = Path(tempfile.mkdtemp(prefix="trtis-dk-"))  # a unix socket path must be short
+    socket_path = state / "docker.sock"
+    log = open(tmp_path / "dockerd.log", "wb")
+    daemon = process.start(["dockerd", "--data-root", str(state / "root"), "--exec-root", str(state / "exec"),
+                            "--pidfile", str(state / "pid"), "-H", f"unix://{socket_path}",
+                            "--storage-driver", "vfs", "--iptables=false", "--ip6tables=false",
+                            "--bridge=none"], stdout=log, stderr=log)
+    try:
+        docker = ["docker", "-H", f"unix://{socket_path}"]
+        deadline = time.monotonic() + 60
+        while subprocess.run([*docker, "version"], capture_output=True).returncode != 0:
+            assert daemon.poll() is None, (tmp_path / "dockerd.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "dockerd did not come up in 60 s"
+            time.sleep(0.5)
+        loaded = run(*docker, "load", "-i", str(archive))
+        assert "Loaded image: team/triton-ops:8" in loaded.stdout
+        [image] = json.loads(run(*docker, "image", "inspect", "team/triton-ops:8").stdout)
+        layout = oci.Layout.open(out)
+        config = layout.read_json(layout.find_manifest()[0].digest)["config"]
+        assert image["Id"] == config["digest"]                    # the same image, byte for byte
+        assert image["Config"]["Entrypoint"] == ["/opt/tritonserver/ops/trtis-launch"]
+        assert image["Config"]["Labels"]["org.trtis-build.tensorflow.ops"] == "TRTISExampleAddSub"
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+        log.close()
+        shutil.rmtree(state, ignore_errors=True)
