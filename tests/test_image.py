@@ -6,6 +6,7 @@ root filesystem."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -381,18 +382,21 @@ def test_podman_loads_the_archive(project, small_base, tmp_path):
     assert len(image["RootFS"]["Layers"]) == 2                   # the base's layer + the bundle layer
 
 
-@pytest.mark.skipif(shutil.which("dockerd") is None, reason="dockerd not installed (scripts/setup.sh installs docker.io)")
-def test_docker_engine_loads_the_archive(project, small_base, tmp_path):
+needs_dockerd = pytest.mark.skipif(shutil.which("dockerd") is None,
+                                   reason="dockerd not installed (scripts/setup.sh installs docker.io)")
+
+
+@contextlib.contextmanager
+def docker_engine(tmp_path: Path):
     """A real Docker engine (Debian's docker.io: dockerd 20.10) in a private data root, vfs
-    storage, no network set-up, on a socket of its own; stopped with its whole process group."""
+    storage, no network set-up (containers use the host network), on a socket of its own;
+    stopped with its whole process group, its mounts removed. Yields the docker CLI argv."""
     from trtis_build import process
 
-    out, archive = tmp_path / "image", tmp_path / "image.tar"
-    server(project, "--base", f"oci:{small_base['layout']}:1", "--out", out, "--tag", "team/triton-ops:8",
-           "--archive", archive)
     state = Path(tempfile.mkdtemp(prefix="trtis-dk-"))  # a unix socket path must be short
     socket_path = state / "docker.sock"
-    log = open(tmp_path / "dockerd.log", "wb")
+    log_path = tmp_path / "dockerd.log"
+    log = open(log_path, "wb")
     daemon = process.start(["dockerd", "--data-root", str(state / "root"), "--exec-root", str(state / "exec"),
                             "--pidfile", str(state / "pid"), "-H", f"unix://{socket_path}",
                             "--storage-driver", "vfs", "--iptables=false", "--ip6tables=false",
@@ -401,18 +405,12 @@ def test_docker_engine_loads_the_archive(project, small_base, tmp_path):
         docker = ["docker", "-H", f"unix://{socket_path}"]
         deadline = time.monotonic() + 60
         while subprocess.run([*docker, "version"], capture_output=True).returncode != 0:
-            assert daemon.poll() is None, (tmp_path / "dockerd.log").read_text()[-2000:]
+            assert daemon.poll() is None, log_path.read_text()[-2000:]
             assert time.monotonic() < deadline, "dockerd did not come up in 60 s"
             time.sleep(0.5)
-        loaded = run(*docker, "load", "-i", str(archive))
-        assert "Loaded image: team/triton-ops:8" in loaded.stdout
-        [image] = json.loads(run(*docker, "image", "inspect", "team/triton-ops:8").stdout)
-        layout = oci.Layout.open(out)
-        config = layout.read_json(layout.find_manifest()[0].digest)["config"]
-        assert image["Id"] == config["digest"]                    # the same image, byte for byte
-        assert image["Config"]["Entrypoint"] == ["/opt/tritonserver/ops/trtis-launch"]
-        assert image["Config"]["Labels"]["org.trtis-build.tensorflow.ops"] == "TRTISExampleAddSub"
+        yield docker
     finally:
+        subprocess.run([*docker, "rm", "-f", "trtis-test"], capture_output=True)
         os.killpg(daemon.pid, signal.SIGTERM)
         try:
             daemon.wait(timeout=30)
@@ -420,4 +418,67 @@ def test_docker_engine_loads_the_archive(project, small_base, tmp_path):
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait()
         log.close()
+        # dockerd bind-mounts its data root and network namespaces; a hard kill leaves them.
+        for line in reversed(Path("/proc/mounts").read_text().splitlines()):
+            if line.split()[1].startswith(str(state)):
+                subprocess.run(["umount", "-l", line.split()[1]], check=False)
         shutil.rmtree(state, ignore_errors=True)
+
+
+@needs_dockerd
+def test_docker_engine_loads_the_archive(project, small_base, tmp_path):
+    out, archive = tmp_path / "image", tmp_path / "image.tar"
+    server(project, "--base", f"oci:{small_base['layout']}:1", "--out", out, "--tag", "team/triton-ops:8",
+           "--archive", archive)
+    with docker_engine(tmp_path) as docker:
+        loaded = run(*docker, "load", "-i", str(archive))
+        assert "Loaded image: team/triton-ops:8" in loaded.stdout
+        [image] = json.loads(run(*docker, "image", "inspect", "team/triton-ops:8").stdout)
+    layout = oci.Layout.open(out)
+    config = layout.read_json(layout.find_manifest()[0].digest)["config"]
+    assert image["Id"] == config["digest"]                    # the same image, byte for byte
+    assert image["Config"]["Entrypoint"] == ["/opt/tritonserver/ops/trtis-launch"]
+    assert image["Config"]["Labels"]["org.trtis-build.tensorflow.ops"] == "TRTISExampleAddSub"
+
+
+@needs_dockerd
+@pytest.mark.server
+def test_the_image_serves_the_custom_op_in_docker(composed, models, tmp_path):
+    """The default-base image from its archive, run by Docker with its own entrypoint: the
+    launcher's check, Triton, the Python backend and TensorFlow from the image; the model that
+    uses the custom op answers over HTTP and gRPC."""
+    import numpy as np
+    import tritonclient.grpc as grpc_client
+    import tritonclient.http as http_client
+
+    ports = {"http": _free_port(), "grpc": _free_port(), "metrics": _free_port()}
+    with docker_engine(tmp_path) as docker:
+        run(*docker, "load", "-i", str(composed["archive"]), timeout=300)
+        run(*docker, "run", "-d", "--name", "trtis-test", "--network", "host", "-v", f"{models}:/models:ro",
+            "trtis-test:1", "--model-repository=/models", f"--http-port={ports['http']}",
+            f"--grpc-port={ports['grpc']}", f"--metrics-port={ports['metrics']}", "--model-control-mode=explicit",
+            "--load-model=addsub", timeout=120)
+        client = http_client.InferenceServerClient(f"127.0.0.1:{ports['http']}")
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if client.is_model_ready("addsub"):
+                    break
+            except Exception:  # not listening yet
+                pass
+            logs = subprocess.run([*docker, "logs", "trtis-test"], capture_output=True, text=True)
+            assert time.monotonic() < deadline, logs.stdout[-3000:] + logs.stderr[-3000:]
+            time.sleep(1)
+        logs = subprocess.run([*docker, "logs", "trtis-test"], capture_output=True, text=True)
+        x = np.array([1, 2, 3, 4.5], np.float32)
+        y = np.array([0.5, 0.25, 8, -1], np.float32)
+        for module, port in ((http_client, ports["http"]), (grpc_client, ports["grpc"])):
+            inputs = []
+            for name, value in (("x", x), ("y", y)):
+                tensor = module.InferInput(name, list(value.shape), "FP32")
+                tensor.set_data_from_numpy(value)
+                inputs.append(tensor)
+            result = module.InferenceServerClient(f"127.0.0.1:{port}").infer("addsub", inputs)
+            assert np.array_equal(result.as_numpy("sum"), x + y), module.__name__
+            assert np.array_equal(result.as_numpy("difference"), x - y), module.__name__
+    assert "trtis-launch: bundle ok (1 libraries); starting tritonserver" in logs.stdout + logs.stderr
