@@ -117,6 +117,21 @@ def test_compile_error_reports_file_line_and_keeps_the_bundle(project):
     assert "addsub_op.cc:" in result.stderr and "error" in result.stderr
     assert "Traceback" not in result.stderr
     assert os.readlink(root / "build" / "bundle") == before
+    # The TensorFlow probe started beside the compiler went with the failed build.
+    assert not probes_left(), probes_left()
+
+
+def probes_left() -> list[str]:
+    """Command lines of running early TensorFlow probes (tf_probe.py serve)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"tf_probe.py") for a in argv) and b"serve" in argv:
+            found.append(" ".join(a.decode(errors="replace") for a in argv))
+    return found
 
 
 def test_registered_names_must_match_op_toml(project):
