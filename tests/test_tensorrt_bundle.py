@@ -70,6 +70,7 @@ def test_ops_build_puts_the_plugin_and_its_autoload_shim_in_the_bundle(project):
     assert set(autoload["needed"]) <= {"libc.so.6", "libstdc++.so.6", "libgcc_s.so.1", "libdl.so.2", "libm.so.6"}
     # Without a TensorRT 10 runtime configured, the 11.x one here can only show it loads and refuses.
     assert autoload["checked"].startswith("opened only: the TensorRT runtime here is 11.")
+    assert autoload["registered"] is False
 
 
 def test_ops_check_runs_the_plugin_check_and_covers_the_shim(project):
@@ -96,6 +97,10 @@ def test_with_a_tensorrt_10_runtime_the_build_checks_that_the_shim_registers(pro
     _, data = build(root, env={"TRTIS_BUILD_TENSORRT_PYTHON_PATH": str(TRT10)})
     autoload = plugin_entry(data["manifest"])["autoload"]
     assert autoload["checked"].startswith("registered its plugins when opened in tensorrt_lean 10.")
+    assert autoload["registered"] is True
+    # The proof is kept for the same shim and library by a later build without the setting.
+    _, again = build(root)
+    assert plugin_entry(again["manifest"])["autoload"]["registered"] is True
     # What Triton's plugins= does with the published path: dlopen after TensorRT is loaded.
     shim = root / "build" / "bundle" / autoload["path"]
     probe = tensorrt.probe_registry([shim], lookups=[ADDSUB], dlopen=True, extra_env=TRT10_ENV)

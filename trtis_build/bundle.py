@@ -216,27 +216,30 @@ def _verify(plan: BuildPlan, tc: Toolchain, built: dict[str, Path], cache: _Veri
 
 
 def _verify_autoload(plan: BuildPlan, tc: Toolchain, shims: dict[str, Path], results: dict[str, dict],
-                     cache: _VerifyCache, runtime_env: dict[str, str] | None) -> dict[str, dict]:
+                     cache: _VerifyCache, runtime_env: dict[str, str] | None,
+                     runtime_version: str | None) -> dict[str, dict]:
     """Open each autoload shim the way Triton's plugins= does (plain dlopen, TensorRT already
     loaded) and check that it registers exactly its op's plugins. A shim refuses a TensorRT of
     another major by design; with such a runtime the check proves only that it loads and
-    refuses cleanly, and says how to check more. Cached by (shim, plugin library, runtime)."""
+    refuses cleanly, and says how to check more. Cached by (shim, plugin library): a proof that
+    it registers stays valid; a weaker result is redone once a runtime of the right major is
+    configured (`runtime_version`, read from package metadata)."""
     from . import tensorrt as trt_support
     from .elf import dynamic_info
 
     assert tc.tensorrt is not None
     by_key = {op.key: op for op in plan.ops}
     header_major = tc.tensorrt.version.split(".")[0]
-    runtime = (runtime_env or {}).get("PYTHONPATH", "")
+    can_register = bool(runtime_version) and runtime_version.split(".")[0] == header_major
     checked: dict[str, dict] = {}
     todo: list[tuple[Target, str, str]] = []
     for target in plan.targets:
         if target.key not in shims:
             continue
         sha = sha256_file(shims[target.key])
-        cache_key = f"autoload:{sha}:{results[target.key]['host_sha256']}:{runtime}"
+        cache_key = f"autoload:{sha}:{results[target.key]['host_sha256']}"
         cached = cache.get(cache_key)
-        if cached is not None:
+        if cached is not None and (cached.get("registered") or not can_register):
             checked[target.key] = {"path": target.autoload, "sha256": sha, **cached}
         else:
             todo.append((target, sha, cache_key))
@@ -273,7 +276,7 @@ def _verify_autoload(plan: BuildPlan, tc: Toolchain, shims: dict[str, Path], res
         if extra:
             raise BundleError(f"{target.autoload} needs {', '.join(extra)}, which the server may not have",
                               hint="the shim must link only the C/C++ runtime; report a bug")
-        info = {"checked": how, "needed": needed}
+        info = {"checked": how, "registered": same_major, "needed": needed}
         cache.put(cache_key, info)
         checked[target.key] = {"path": target.autoload, "sha256": sha, **info}
     return checked
@@ -415,7 +418,10 @@ def publish(plan: BuildPlan, tc: Toolchain, options, *, built_dir: Path,
                        if any(t.framework == "tensorrt" for t in plan.targets) else None)
         results = _verify(plan, tc, built, cache, runtime_env, early_tf_probe)
         if shims:
-            for key, autoload in _verify_autoload(plan, tc, shims, results, cache, runtime_env).items():
+            from . import tensorrt as trt_support
+
+            version = trt_support.runtime_version(options.tensorrt_python_path)
+            for key, autoload in _verify_autoload(plan, tc, shims, results, cache, runtime_env, version).items():
                 results[key]["autoload"] = autoload
         cache.save()
     manifest = make_manifest(plan, tc, results, harnesses)
