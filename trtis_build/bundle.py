@@ -198,7 +198,7 @@ def _verify(plan: BuildPlan, tc: Toolchain, built: dict[str, Path], cache: _Veri
                                   where=by_key[target.key].directory)
             results[target.key] = {"ops": [], "devices": {}, "outputs": {}, "plugins": info["plugins"]}
     for target in todo["tensorflow"] + todo["tensorrt"]:
-        cache.put(f"registry:{host[target.key]}", results[target.key])
+        cache.put(f"registry:{host[target.key]}", dict(results[target.key]))
     for target in plan.targets:
         op = by_key[target.key]
         info = results[target.key]
