@@ -91,6 +91,17 @@ def test_a_tensorrt_op_gets_a_plugin_library_and_an_autoload_shim(tmp_path):
     assert "trtis_tensorrt_plugin(addsub" in plan.cmake_text()
 
 
+def test_tensorrt_ops_without_a_runtime_to_check_them_are_skipped(tmp_path):
+    root = make_project(tmp_path, EXAMPLE_TF)
+    shutil.copytree(REPO / "ops" / "tensorrt" / "addsub", root / "ops" / "tensorrt" / "addsub")
+    trt = TensorRTInfo(include_dir="/trt/include", version="10.14.1", source="test")
+    tc = dataclasses.replace(toolchain(), tensorrt=trt)
+    plan = make_plan(discover(root, default_namespace="trtis"), tc, output_dir=Path("/out"), tensorrt_runtime=False)
+    assert [t.key for t in plan.targets] == ["tensorflow/addsub"]
+    [(key, reason)] = plan.skipped
+    assert key == "tensorrt/addsub" and "pip install 'trtis-build[trt]'" in reason
+
+
 def test_paths_with_spaces_survive_the_cmake_file(tmp_path):
     root = tmp_path / "my project"
     ops = discover(make_project(root, EXAMPLE_TF))

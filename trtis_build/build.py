@@ -79,6 +79,14 @@ def _tf_shim(options: Options, tc: toolchain_stage.Toolchain) -> Path | None:
     return shim
 
 
+def _has_tensorrt_runtime(options: Options, ops) -> bool:
+    if not any(op.framework == "tensorrt" for op in ops):
+        return True  # nothing to check: do not look
+    from . import tensorrt as trt_support
+
+    return trt_support.has_runtime(options.tensorrt_python_path)
+
+
 def _configure(options: Options, tc: toolchain_stage.Toolchain, plan_path: Path, progress: Progress) -> None:
     """Run CMake's configure step when the build dir is new or was made by other tools."""
     cmake_dir = options.cmake_dir
@@ -179,7 +187,8 @@ def build(options: Options, *, progress: Progress | None = None, dry_run: bool =
                                   hint=f"supported: {', '.join(tc.cuda.sass_archs)}")
         plan = make_plan(ops, tc, output_dir=options.build_dir / "out", no_cuda=options.no_cuda,
                          cuda_archs=options.cuda_arch, shim_dir=options.build_dir / "tf-shim",
-                         generated_dir=options.build_dir / "generated", frameworks=frameworks)
+                         generated_dir=options.build_dir / "generated", frameworks=frameworks,
+                         tensorrt_runtime=_has_tensorrt_runtime(options, ops))
         plan_path = options.build_dir / "plan.cmake"
         write_plan(plan, plan_path)
         if dry_run:

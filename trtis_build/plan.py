@@ -100,9 +100,11 @@ def _paths(paths) -> list[str]:
 
 def make_plan(ops: list[OpSpec], toolchain: Toolchain, *, output_dir: Path, no_cuda: bool = False,
               cuda_archs: tuple[str, ...] | None = None, shim_dir: Path | None = None,
-              generated_dir: Path | None = None, frameworks: tuple[str, ...] | None = None) -> BuildPlan:
+              generated_dir: Path | None = None, frameworks: tuple[str, ...] | None = None,
+              tensorrt_runtime: bool = True) -> BuildPlan:
     """Decide what to build and with which flags. `frameworks` limits the build (e.g. only
-    TensorFlow ops); ops of a framework whose headers are missing are skipped with a reason."""
+    TensorFlow ops); ops of a framework whose headers are missing, or TensorRT ops when no
+    TensorRT Python runtime can check them (`tensorrt_runtime`), are skipped with a reason."""
     cuda_enabled = toolchain.cuda is not None and not no_cuda
     archs: tuple[str, ...] = ()
     ptx = None
@@ -141,7 +143,7 @@ def make_plan(ops: list[OpSpec], toolchain: Toolchain, *, output_dir: Path, no_c
         variables["TRTIS_CUDA_INCLUDE_DIR"] = toolchain.cuda.include_dir
     targets, skipped = [], []
     for op in ops:
-        reason = _skip_reason(op, toolchain, frameworks)
+        reason = _skip_reason(op, toolchain, frameworks, tensorrt_runtime)
         if reason:
             skipped.append((op.key, reason))
             continue
@@ -151,7 +153,8 @@ def make_plan(ops: list[OpSpec], toolchain: Toolchain, *, output_dir: Path, no_c
                      ops=tuple(ops))
 
 
-def _skip_reason(op: OpSpec, toolchain: Toolchain, frameworks: tuple[str, ...] | None) -> str | None:
+def _skip_reason(op: OpSpec, toolchain: Toolchain, frameworks: tuple[str, ...] | None,
+                 tensorrt_runtime: bool = True) -> str | None:
     if frameworks is not None and op.framework not in frameworks:
         return f"not selected (building {', '.join(frameworks)} only)"
     if op.framework == "tensorflow" and toolchain.tensorflow is None:
@@ -160,6 +163,9 @@ def _skip_reason(op: OpSpec, toolchain: Toolchain, frameworks: tuple[str, ...] |
         return "TensorRT headers not found (--tensorrt-root DIR or TENSORRT_ROOT)"
     if op.framework == "tensorrt" and toolchain.cuda is None:
         return "TensorRT headers need the CUDA runtime headers (install the CUDA toolkit or set CUDA_HOME)"
+    if op.framework == "tensorrt" and not tensorrt_runtime:
+        return ("no TensorRT Python runtime to check the plugins in a real registry before publishing "
+                "(pip install 'trtis-build[trt]', or --tensorrt-python-path DIR)")
     return None
 
 

@@ -368,6 +368,23 @@ def runtime_env(python_path: Path | None) -> dict[str, str] | None:
     return {"PYTHONPATH": os.pathsep.join([str(path.resolve())] + ([inherited] if inherited else []))}
 
 
+RUNTIME_MODULES = ("tensorrt", "tensorrt_lean", "tensorrt_dispatch")  # as trt_registry_probe.py tries them
+
+
+def has_runtime(python_path: Path | None = None) -> bool:
+    """Whether the registry probe will find a TensorRT Python module (found, not imported)."""
+    if python_path is not None:
+        return any((Path(python_path) / name).exists() for name in
+                   (*RUNTIME_MODULES, "tensorrt_bindings", "tensorrt_lean_bindings", "tensorrt_dispatch_bindings"))
+    for name in RUNTIME_MODULES:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return True
+        except (ImportError, ValueError):
+            continue
+    return False
+
+
 def runtime_version(python_path: Path | None = None) -> str | None:
     """Version of the TensorRT Python runtime the registry checks would import (from package
     metadata: nothing is imported), in `python_path` when given, else in this interpreter."""
