@@ -84,7 +84,10 @@ def _has_tensorrt_runtime(options: Options, ops) -> bool:
         return True  # nothing to check: do not look
     from . import tensorrt as trt_support
 
-    return trt_support.has_runtime(options.tensorrt_python_path)
+    if options.tensorrt_python_path:
+        trt_support.runtime_env(options.tensorrt_python_path)  # a bad setting is an error, before compiling
+        return True
+    return trt_support.has_runtime()
 
 
 def _configure(options: Options, tc: toolchain_stage.Toolchain, plan_path: Path, progress: Progress) -> None:
@@ -194,10 +197,6 @@ def build(options: Options, *, progress: Progress | None = None, dry_run: bool =
         if dry_run:
             return plan
         toolchain_stage.require_build_tools(tc)
-        if options.tensorrt_python_path and any(t.framework == "tensorrt" for t in plan.targets):
-            from . import tensorrt as trt_support
-
-            trt_support.runtime_env(options.tensorrt_python_path)  # a bad setting fails before compiling
         if any(op.gpu_sources for op in ops):
             _tf_shim(options, tc)
         bundle_stage.write_generated_headers(plan, options.build_dir / "generated")
