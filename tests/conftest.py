@@ -4,6 +4,7 @@ it for real with g++, nvcc, CMake, Ninja and TensorFlow."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -65,3 +66,33 @@ def trtis(*args: str, cwd: Path, check: bool = True, env: dict | None = None,
         raise AssertionError(f"trtis-build {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout}\n{result.stderr}")
     return result
+
+
+def write_small_base(root: Path, labels: dict | None = None, ref: str = "1"):
+    """A one-layer base image as an OCI layout at `root` (one file, etc/base-release), for
+    composing images without the default base. Returns (layout, layer)."""
+    from trtis_build import oci
+
+    layout = oci.Layout.create(root)
+    layer = oci.write_layer(oci.parent_dirs([oci.bytes_entry("etc/base-release", b"small\n")]),
+                            layout.blobs, epoch=0)
+    config = {"architecture": "amd64", "os": "linux",
+              "config": {"Env": ["PATH=/usr/bin:/bin"], **({"Labels": labels} if labels else {})},
+              "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}}
+    config_desc = layout.add_json(config, oci.OCI_CONFIG)
+    desc = layout.add_json({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "config": config_desc.to_json(),
+                            "layers": [layer.descriptor.to_json()]}, oci.OCI_MANIFEST)
+    layout.write_index([oci.Descriptor(desc.media_type, desc.digest, desc.size, {oci.REF_NAME: ref})])
+    return layout, layer
+
+
+@contextlib.contextmanager
+def edited(path: Path, old: str, new: str):
+    """`path` with `old` replaced by `new` for the duration, restored afterwards."""
+    original = path.read_text()
+    assert old in original, f"{old!r} not in {path}"
+    path.write_text(original.replace(old, new))
+    try:
+        yield path
+    finally:
+        path.write_text(original)

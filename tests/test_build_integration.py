@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CLASSIC_TF, EXAMPLE_TF, make_project, needs_tf, trtis
+from .conftest import CLASSIC_TF, EXAMPLE_TF, edited, make_project, needs_tf, trtis
 
 pytestmark = [pytest.mark.compile, pytest.mark.tensorflow, needs_tf]
 
@@ -107,12 +107,8 @@ def test_compile_error_reports_file_line_and_keeps_the_bundle(project):
     root, _ = project
     before = os.readlink(root / "build" / "bundle")
     adapter = root / "ops" / "tensorflow" / "addsub" / "addsub_op.cc"
-    good = adapter.read_text()
-    adapter.write_text(good.replace("c->set_output(0, shape);", "c->set_output(0, shape) oops;"))
-    try:
+    with edited(adapter, "c->set_output(0, shape);", "c->set_output(0, shape) oops;"):
         result = trtis("ops", "build", cwd=root, check=False)
-    finally:
-        adapter.write_text(good)
     assert result.returncode == 5
     assert "addsub_op.cc:" in result.stderr and "error" in result.stderr
     assert "Traceback" not in result.stderr
@@ -138,12 +134,8 @@ def test_registered_names_must_match_op_toml(project):
     root, _ = project
     before = os.readlink(root / "build" / "bundle")
     op_toml = root / "ops" / "tensorflow" / "addsub" / "op.toml"
-    good = op_toml.read_text()
-    op_toml.write_text(good.replace('ops = ["TRTISExampleAddSub"]', 'ops = ["TRTISExampleAddSubV2"]'))
-    try:
+    with edited(op_toml, 'ops = ["TRTISExampleAddSub"]', 'ops = ["TRTISExampleAddSubV2"]'):
         result = trtis("ops", "build", cwd=root, check=False)
-    finally:
-        op_toml.write_text(good)
     assert result.returncode == 3
     assert "declared but not registered: TRTISExampleAddSubV2" in result.stderr
     assert "registered but not declared: TRTISExampleAddSub" in result.stderr

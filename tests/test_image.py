@@ -24,7 +24,7 @@ import pytest
 
 from trtis_build import oci
 
-from .conftest import EXAMPLE_TF, REPO, make_project, needs_tf, trtis
+from .conftest import EXAMPLE_TF, REPO, make_project, needs_tf, trtis, write_small_base
 
 TOOLS = {"skopeo": "skopeo", "umoci": "umoci", "bwrap": "bubblewrap", "mmdebstrap": "mmdebstrap",
          "docker-registry": "docker-registry"}
@@ -262,17 +262,7 @@ def registry(tmp_path_factory):
 def small_base(registry, tmp_path_factory):
     """A small base with one layer and a TensorFlow version label, pushed with skopeo."""
     root = tmp_path_factory.mktemp("smallbase")
-    layout = oci.Layout.create(root / "layout")
-    layer = oci.write_layer(oci.parent_dirs([oci.bytes_entry("etc/base-release", b"small\n")]),
-                            layout.blobs, epoch=0)
-    config = {"architecture": "amd64", "os": "linux",
-              "config": {"Env": ["PATH=/usr/bin:/bin"],
-                         "Labels": {"org.trtis-build.base.tensorflow.version": "2.21.0"}},
-              "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}}
-    config_desc = layout.add_json(config, oci.OCI_CONFIG)
-    desc = layout.add_json({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "config": config_desc.to_json(),
-                            "layers": [layer.descriptor.to_json()]}, oci.OCI_MANIFEST)
-    layout.write_index([oci.Descriptor(desc.media_type, desc.digest, desc.size, {oci.REF_NAME: "1"})])
+    layout, layer = write_small_base(root / "layout", labels={"org.trtis-build.base.tensorflow.version": "2.21.0"})
     run("skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout.root}:1", f"docker://{registry['host']}/base:1")
     return {"ref": f"{registry['host']}/base:1", "layer": layer.descriptor.digest, "layout": layout.root}
 

@@ -18,7 +18,8 @@ from trtis_build import process, tensorrt
 from trtis_build.bundle import sha256_file
 from trtis_build.discover import PluginId
 
-from .conftest import EXAMPLE_TF, REPO, TRT10, TRT10_ENV, make_project, needs_tf, needs_trt10, trtis
+from .conftest import (EXAMPLE_TF, REPO, TRT10, TRT10_ENV, make_project, needs_tf, needs_trt10, trtis,
+                       write_small_base)
 from .trt_build import cuda_home, nvcc_path
 
 ADDSUB = PluginId("TRTISExampleAddSub", "1", "trtis")
@@ -158,23 +159,6 @@ def test_ops_test_runs_the_plugin_check_for_a_plugin_op(project):
     assert report["ops"]["tensorflow/addsub"]["passed"]
 
 
-def small_base(root: Path) -> Path:
-    """A one-layer base image layout (it declares no framework versions: skew is not checked)."""
-    from trtis_build import oci
-
-    layout = oci.Layout.create(root / "base")
-    layer = oci.write_layer(oci.parent_dirs([oci.bytes_entry("etc/base-release", b"small\n")]),
-                            layout.blobs, epoch=0)
-    config = {"architecture": "amd64", "os": "linux",
-              "config": {"Env": ["PATH=/usr/bin:/bin"]},
-              "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}}
-    config_desc = layout.add_json(config, oci.OCI_CONFIG)
-    desc = layout.add_json({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "config": config_desc.to_json(),
-                            "layers": [layer.descriptor.to_json()]}, oci.OCI_MANIFEST)
-    layout.write_index([oci.Descriptor(desc.media_type, desc.digest, desc.size, {oci.REF_NAME: "1"})])
-    return layout.root
-
-
 @needs_trt10
 @pytest.mark.image
 def test_server_image_hands_triton_the_shim_and_the_shim_registers(project, tmp_path):
@@ -187,7 +171,8 @@ def test_server_image_hands_triton_the_shim_and_the_shim_registers(project, tmp_
 
     root, _ = project
     out = tmp_path / "image"
-    trtis("server", "--base", f"oci:{small_base(tmp_path)}:1", "--out", str(out), "--tag", "ops:1", cwd=root,
+    base, _ = write_small_base(tmp_path / "base")  # declares no framework versions: skew not checked
+    trtis("server", "--base", f"oci:{base.root}:1", "--out", str(out), "--tag", "ops:1", cwd=root,
           env={"SOURCE_DATE_EPOCH": "1700000000"})
     layout = oci.Layout.open(out)
     manifest = layout.read_json(layout.find_manifest()[0].digest)

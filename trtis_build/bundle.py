@@ -211,26 +211,30 @@ def _verify(plan: BuildPlan, tc: Toolchain, built: dict[str, Path], cache: _Veri
         registered = info["ops"] if op.framework == "tensorflow" else [
             str(_plugin_id(p)) for p in info["plugins"]]
         names.compare_registered(op, registered, target.library)
-        _check_needed(target, info["needed"], tc)
+        _check_needed(target.library, info["needed"], tc, framework=target.framework)
     return results
 
 
 def _verify_autoload(plan: BuildPlan, tc: Toolchain, shims: dict[str, Path], results: dict[str, dict],
                      cache: _VerifyCache, runtime_env: dict[str, str] | None,
-                     runtime_version: str | None) -> dict[str, dict]:
+                     python_path: Path | None) -> dict[str, dict]:
     """Open each autoload shim the way Triton's plugins= does (plain dlopen, TensorRT already
     loaded) and check that it registers exactly its op's plugins. A shim refuses a TensorRT of
     another major by design; with such a runtime the check proves only that it loads and
     refuses cleanly, and says how to check more. Cached by (shim, plugin library): a proof that
     it registers stays valid; a weaker result is redone once a runtime of the right major is
-    configured (`runtime_version`, read from package metadata)."""
+    configured (`python_path`'s runtime, read from package metadata only when it matters)."""
     from . import tensorrt as trt_support
     from .elf import dynamic_info
 
     assert tc.tensorrt is not None
     by_key = {op.key: op for op in plan.ops}
     header_major = tc.tensorrt.version.split(".")[0]
-    can_register = bool(runtime_version) and runtime_version.split(".")[0] == header_major
+
+    def can_register() -> bool:
+        version = trt_support.runtime_version(python_path)
+        return bool(version) and version.split(".")[0] == header_major
+
     checked: dict[str, dict] = {}
     todo: list[tuple[Target, str, str]] = []
     for target in plan.targets:
@@ -239,7 +243,7 @@ def _verify_autoload(plan: BuildPlan, tc: Toolchain, shims: dict[str, Path], res
         sha = sha256_file(shims[target.key])
         cache_key = f"autoload:{sha}:{results[target.key]['host_sha256']}"
         cached = cache.get(cache_key)
-        if cached is not None and (cached.get("registered") or not can_register):
+        if cached is not None and (cached.get("registered") or not can_register()):
             checked[target.key] = {"path": target.autoload, "sha256": sha, **cached}
         else:
             todo.append((target, sha, cache_key))
@@ -272,10 +276,7 @@ def _verify_autoload(plan: BuildPlan, tc: Toolchain, shims: dict[str, Path], res
                    f"{tc.tensorrt.version}; set tensorrt-python-path to a TensorRT {header_major} "
                    "Python runtime to check that it registers")
         needed = dynamic_info(shims[target.key])["needed"]
-        extra = sorted(set(needed) - SYSTEM_LIBS)
-        if extra:
-            raise BundleError(f"{target.autoload} needs {', '.join(extra)}, which the server may not have",
-                              hint="the shim must link only the C/C++ runtime; report a bug")
+        _check_needed(target.autoload, needed, tc)
         info = {"checked": how, "registered": same_major, "needed": needed}
         cache.put(cache_key, info)
         checked[target.key] = {"path": target.autoload, "sha256": sha, **info}
@@ -288,13 +289,14 @@ def _plugin_id(entry: dict):
     return PluginId(entry["name"], entry["version"], entry.get("namespace", ""))
 
 
-def _check_needed(target: Target, needed: list[str], tc: Toolchain) -> None:
+def _check_needed(library: str, needed: list[str], tc: Toolchain, *, framework: str | None = None) -> None:
+    """Needed libraries may be the C/C++ runtime and, for a TF op library, TensorFlow's own."""
     allowed = set(SYSTEM_LIBS)
-    if target.framework == "tensorflow" and tc.tensorflow:
+    if framework == "tensorflow" and tc.tensorflow:
         allowed.add(tc.tensorflow.framework_lib)
     extra = [lib for lib in needed if lib not in allowed]
     if extra:
-        raise BundleError(f"{target.library} needs shared libraries the server may not have: {', '.join(extra)}",
+        raise BundleError(f"{library} needs shared libraries the server may not have: {', '.join(extra)}",
                           hint="link them statically (CUDA runtime: static cudart is the default) "
                                "or remove the dependency")
 
@@ -418,10 +420,8 @@ def publish(plan: BuildPlan, tc: Toolchain, options, *, built_dir: Path,
                        if any(t.framework == "tensorrt" for t in plan.targets) else None)
         results = _verify(plan, tc, built, cache, runtime_env, early_tf_probe)
         if shims:
-            from . import tensorrt as trt_support
-
-            version = trt_support.runtime_version(options.tensorrt_python_path)
-            for key, autoload in _verify_autoload(plan, tc, shims, results, cache, runtime_env, version).items():
+            autoloads = _verify_autoload(plan, tc, shims, results, cache, runtime_env, options.tensorrt_python_path)
+            for key, autoload in autoloads.items():
                 results[key]["autoload"] = autoload
         cache.save()
     manifest = make_manifest(plan, tc, results, harnesses)

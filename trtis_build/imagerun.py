@@ -132,14 +132,15 @@ def prepare(image: str, work_dir: Path, *, echo=None) -> Path:
     if not (layout_dir / "index.json").is_file():
         raise ImageError(f"{layout_dir} is not an OCI image layout (no index.json)", where=layout_dir,
                          hint="compose one with `trtis-build server` (it writes build/image)")
-    desc, manifest = Layout.open(layout_dir).find_manifest(name)
-    config = Layout.open(layout_dir).read_json(manifest["config"]["digest"]).get("config", {})
+    layout = Layout.open(layout_dir)
+    desc, manifest = layout.find_manifest(name)
+    config = layout.read_json(manifest["config"]["digest"]).get("config", {})
     target = work_dir / desc.digest.split(":", 1)[1][:16]
     done = target / ".unpacked"
     if not done.is_file():
         if echo:
             echo(f"unpacking {layout_dir}{':' + name if name else ''} ({desc.digest[:19]}) into {target}")
-        ref = name or _ref_name(layout_dir, desc.digest)
+        ref = name or _ref_name(layout, desc.digest)
         unpack(layout_dir, ref, target / "bundle")
         done.write_text(desc.digest + "\n")
         for old in work_dir.iterdir():  # keep only this image: each is a whole root filesystem
@@ -148,13 +149,13 @@ def prepare(image: str, work_dir: Path, *, echo=None) -> Path:
     return server_shim(target / "bundle" / "rootfs", config, target / "shim")
 
 
-def _ref_name(layout_dir: Path, digest: str) -> str:
+def _ref_name(layout, digest: str) -> str:
     """umoci addresses images by their ref.name annotation: the one the only image carries."""
-    from .oci import REF_NAME, Layout
+    from .oci import REF_NAME
 
-    for entry in Layout.open(layout_dir).index().get("manifests", []):
+    for entry in layout.index().get("manifests", []):
         name = (entry.get("annotations") or {}).get(REF_NAME)
         if name:
             return name
-    raise ImageError(f"the image {digest} in {layout_dir} has no name (org.opencontainers.image.ref.name)",
-                     where=layout_dir, hint="name it: skopeo copy oci:DIR oci:DIR:NAME")
+    raise ImageError(f"the image {digest} in {layout.root} has no name (org.opencontainers.image.ref.name)",
+                     where=layout.root, hint="name it: skopeo copy oci:DIR oci:DIR:NAME")

@@ -357,8 +357,7 @@ def runtime_env(python_path: Path | None) -> dict[str, str] | None:
     if python_path is None:
         return None
     path = Path(python_path)
-    if not any((path / name).is_dir() for name in ("tensorrt", "tensorrt_lean", "tensorrt_dispatch",
-                                                   "tensorrt_bindings", "tensorrt_lean_bindings")):
+    if not has_runtime(path):
         raise ToolchainError(f"tensorrt-python-path {path} holds no TensorRT Python runtime "
                              "(no tensorrt or tensorrt_lean package in it)", where=path,
                              hint="install one there, e.g. pip install --no-deps --target DIR "
@@ -372,10 +371,11 @@ RUNTIME_MODULES = ("tensorrt", "tensorrt_lean", "tensorrt_dispatch")  # as trt_r
 
 
 def has_runtime(python_path: Path | None = None) -> bool:
-    """Whether the registry probe will find a TensorRT Python module (found, not imported)."""
+    """Whether the registry probe will find a TensorRT Python module (found, not imported):
+    in `python_path` (a module or its *_bindings package, which the module imports), else here."""
     if python_path is not None:
-        return any((Path(python_path) / name).exists() for name in
-                   (*RUNTIME_MODULES, "tensorrt_bindings", "tensorrt_lean_bindings", "tensorrt_dispatch_bindings"))
+        return any((Path(python_path) / name).is_dir()
+                   for module in RUNTIME_MODULES for name in (module, f"{module}_bindings"))
     for name in RUNTIME_MODULES:
         try:
             if importlib.util.find_spec(name) is not None:
