@@ -43,12 +43,6 @@ CHUNK = 1 << 24    # elements compared per host round trip (64 MiB of float32)
 LARGE_N = (1 << 31) + 5  # above 2^31 elements: catches 32-bit index arithmetic
 
 
-class GpuUnavailableError(ToolchainError):
-    """No usable CUDA GPU (no driver, no device, or no torch/cupy to own buffers)."""
-
-    stage = "gpu"
-
-
 # --------------------------------------------------------------------------- GPU detection
 
 @dataclass(frozen=True)

@@ -63,6 +63,12 @@ class ToolchainError(TrtisBuildError):
     stage = "toolchain"
 
 
+class GpuUnavailableError(ToolchainError):
+    """No usable CUDA GPU (no driver, no device, or no torch/cupy to own buffers)."""
+
+    stage = "gpu"
+
+
 class CommandError(TrtisBuildError):
     """An external command failed. Carries the command, exit code, log and output tail."""
 
@@ -135,3 +141,10 @@ class ImageError(TrtisBuildError):
 
     exit_code = 10
     stage = "image"
+
+
+class ModelError(TrtisBuildError):
+    """A SavedModel cannot become a Triton model (unknown op, no signature, bad shape...)."""
+
+    exit_code = 11
+    stage = "model add"

@@ -52,13 +52,6 @@ TF_DTYPES: dict[int, tuple[str, str]] = {
 }
 
 
-class ModelError(TrtisBuildError):
-    """A SavedModel cannot become a Triton model (unknown op, no signature, bad shape...)."""
-
-    exit_code = 11
-    stage = "model add"
-
-
 @dataclass(frozen=True)
 class TensorSpec:
     name: str

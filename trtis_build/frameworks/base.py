@@ -1,0 +1,193 @@
+"""The one interface every framework implements (frameworks/<name>/__init__.py), and the
+op.toml value readers the frameworks and the ops stage share.
+
+The pipeline stages iterate over `frameworks.all()` and call these methods; they never
+name a framework. A framework's part of a stage above this layer (serving) sits in a module
+named after that stage (frameworks/<name>/serving.py) and is imported only by that stage.
+
+Values the methods receive:
+- `op`: an ops.discover.OpSpec (op.declared holds what this framework's `declare` returned);
+- `info`: what this framework's `detect` returned (None when the framework is not installed);
+- `toolchain`: the builder's Toolchain (compilers, CUDA, every framework's info).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from ..core.errors import OpSpecError
+
+if TYPE_CHECKING:  # types only: the stages above pass these in
+    from ..builder.toolchain import Toolchain
+    from ..ops.discover import OpSpec
+
+
+# --- op.toml values ------------------------------------------------------------------------
+
+def field_error(message: str, op_toml: Path, field: str | None = None, hint: str | None = None) -> OpSpecError:
+    where = f"{op_toml}" + (f", field '{field}'" if field else "")
+    return OpSpecError(message, where=where, hint=hint)
+
+
+def read_string(data: Mapping, key: str, op_toml: Path, *, required: bool, default: str = "") -> str:
+    if key not in data:
+        if required:
+            raise field_error(f"missing required field '{key}'", op_toml, key,
+                              hint=f"add `{key} = \"...\"` to {op_toml.name}")
+        return default
+    value = data[key]
+    if not isinstance(value, str):
+        raise field_error(f"'{key}' must be a string, not {type(value).__name__}", op_toml, key)
+    return value
+
+
+def read_string_list(data: Mapping, key: str, op_toml: Path) -> list[str] | None:
+    if key not in data:
+        return None
+    value = data[key]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise field_error(f"'{key}' must be a list of strings", op_toml, key,
+                          hint=f'write it as {key} = ["a", "b"]')
+    return value
+
+
+def reject_unknown(data: Mapping, allowed: Iterable[str], op_toml: Path, prefix: str = "") -> None:
+    allowed = sorted(allowed)
+    for key in data:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean '{prefix}{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
+            raise field_error(f"unknown key '{prefix}{key}'", op_toml, prefix + key, hint=hint)
+
+
+# --- the interface ---------------------------------------------------------------------------
+
+class Framework:
+    """Defaults suit a framework that needs nothing beyond compiling and probing."""
+
+    name = ""                 # ops/<name>/, the bundle's <name>/ folder, manifest "framework"
+    title = ""                # "TensorFlow", for messages
+    name_kind = ""            # what op.toml declares: "TensorFlow op", "TensorRT plugin"
+    cmake_prefix = ""         # CMake target names: <prefix>_<op>
+    cmake_function = ""       # the function of <name>.cmake that the plan calls per op
+    op_keys: frozenset[str] = frozenset()   # op.toml keys beyond the common ones
+    # Image version checks: where a base declares this framework's version (labels, then
+    # environment variables) and how many version parts must agree with the bundle's.
+    base_version_keys: tuple[str, ...] = ()
+    skew_parts = 1
+
+    @property
+    def directory(self) -> Path:
+        return Path(__file__).parent / self.name
+
+    @property
+    def templates(self) -> Path:
+        return self.directory / "templates"
+
+    @property
+    def cmake_file(self) -> Path:
+        return self.directory / f"{self.name}.cmake"
+
+    # ops stage --------------------------------------------------------------------------
+    def declare(self, data: Mapping[str, Any], op_toml: Path, *, settings: Mapping[str, Any]) -> tuple:
+        """What op.toml says the library registers; each item's str() is its unique name."""
+        raise NotImplementedError
+
+    def builtin_conflicts(self, op: "OpSpec", info: Any) -> list[str]:
+        """Declared names that shadow the framework's own (checked before compiling)."""
+        return []
+
+    def scaffold_names(self, registered: str) -> dict[str, str]:
+        """Template tokens for `ops add --op-name`, after validating the name."""
+        return {}
+
+    def conflict_hint(self) -> str:
+        return "each name must belong to one op: rename one of them"
+
+    # builder ----------------------------------------------------------------------------
+    def locate(self, env: Mapping[str, str], python: str, options: Any) -> dict[str, str | None]:
+        """Cheap facts (paths) for the toolchain fingerprint: nothing is imported or run."""
+        return {}
+
+    def detect(self, located: Mapping[str, str | None], python: str, options: Any) -> Any:
+        """The framework's build facts (headers, flags...), or None when it is not installed."""
+        return None
+
+    def missing(self) -> str:
+        """The problem line (with the command that fixes it) when detect found nothing."""
+        return f"{self.title} not found: {self.title} ops are skipped"
+
+    def info_to_json(self, info: Any) -> dict:
+        raise NotImplementedError
+
+    def info_from_json(self, data: dict) -> Any:
+        raise NotImplementedError
+
+    def manifest_toolchain(self, info: Any) -> dict | None:
+        """What the manifest's toolchain section records of this framework."""
+        return None
+
+    def skip_reason(self, op: "OpSpec", toolchain: "Toolchain", options: Any) -> str | None:
+        """Why this op cannot be built with this toolchain, or None."""
+        if toolchain.framework(self.name) is None:
+            return f"{self.title} not found"
+        return None
+
+    def cmake_variables(self, info: Any, toolchain: "Toolchain", build_dir: Path) -> dict:
+        return {}
+
+    def target_arguments(self, op: "OpSpec", build_dir: Path, cuda_enabled: bool) -> dict[str, list[str]]:
+        """Arguments of this framework's CMake function beyond the common source lists."""
+        return {}
+
+    def extra_outputs(self, op: "OpSpec") -> dict[str, str]:
+        """Further libraries the build makes per op: kind -> path inside the bundle."""
+        return {}
+
+    def prepare(self, ops: list["OpSpec"], toolchain: "Toolchain", build_dir: Path) -> None:
+        """Generated files the compile needs (written only when their text changes)."""
+
+    # bundle stage -----------------------------------------------------------------------
+    def start_early_probe(self, info: Any) -> Any:
+        """A probe process started while the compiler runs (None: no early start)."""
+        return None
+
+    def probe(self, info: Any, paths: list[Path], options: Any, early: Any = None) -> dict[str, dict]:
+        """Load each library where this framework really registers (a fresh process); per
+        path: {"registered": [names], "entry": manifest fields} or {"error": why}."""
+        raise NotImplementedError
+
+    def allowed_needed(self, info: Any) -> set[str]:
+        """Shared libraries a library of this framework may need besides the C/C++ runtime."""
+        return set()
+
+    def load_error_hint(self) -> str:
+        return "fix the undefined symbol or ABI mismatch; the previous bundle was kept"
+
+    def verify_extras(self, targets: list, built_dir: Path, results: dict, context: Any) -> dict[str, dict]:
+        """Checks of extra_outputs before publishing; key -> manifest fields to add."""
+        return {}
+
+    # testing and ops check --------------------------------------------------------------
+    def test_without_python(self, options: Any, toolchain: "Toolchain", bundle: Path, target: Any,
+                            op: "OpSpec") -> dict | None:
+        """The test of an op that has no test_*.py, as a report entry, or None."""
+        return None
+
+    def check_bundle(self, options: Any, toolchain: "Toolchain", bundle: Path, libraries: list[dict]) -> dict | None:
+        """`ops check`'s framework part over this framework's manifest entries."""
+        return None
+
+    # image ------------------------------------------------------------------------------
+    def image_labels(self, libraries: list[dict]) -> dict[str, str]:
+        """Labels (after org.trtis-build.) naming what this framework's libraries register."""
+        return {}
+
+    # doctor -----------------------------------------------------------------------------
+    def doctor(self, info: Any, options: Any) -> dict | None:
+        return None
+
+    def doctor_lines(self, report: dict | None) -> list[tuple[str, str]]:
+        return [(self.name, "found" if report else "not found")]

@@ -1,0 +1,203 @@
+"""TensorFlow custom ops: op.toml's `ops`, TensorFlow's compile and link flags (found by a
+probe process, cached with the toolchain), the classic layout's CUDA header shim, the
+registry probe (probe.py, a fresh TensorFlow process) and the doctor lines.
+
+Serving forms (SavedModel -> Triton model) are in serving.py; `load_bundle` in loader.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...core import process
+from ...core.errors import ScaffoldError, ToolchainError
+from ..base import Framework, field_error, read_string_list
+
+PROBE = Path(__file__).with_name("probe.py")
+JSON_MARK = "@@TRTIS-JSON@@"
+# TensorFlow's own rule for op names (op_def_builder.cc): starts upper-case, then word chars.
+OP_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*$")
+QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@dataclass(frozen=True)
+class TensorFlowInfo:
+    python: str
+    version: str
+    include_dir: str
+    lib_dir: str
+    framework_lib: str        # e.g. libtensorflow_framework.so.2
+    cxx11_abi: int
+    compile_flags: tuple[str, ...]
+    builtin_ops: frozenset[str] = field(repr=False, default=frozenset())
+
+
+def find_package_dir(python: str) -> str | None:
+    """The installed tensorflow package directory, found without importing it."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        spec = importlib.util.find_spec("tensorflow")
+        return str(Path(spec.origin).parent) if spec and spec.origin else None
+    out = process.capture([python, "-c", "import importlib.util as u; s = u.find_spec('tensorflow');"
+                           "print(s.origin if s and s.origin else '')"], stage="toolchain", check=False)
+    origin = out.strip().splitlines()[-1] if out.strip() else ""
+    return str(Path(origin).parent) if origin.endswith("__init__.py") else None
+
+
+def _result(output: str, what: str) -> Any:
+    if JSON_MARK not in output:
+        raise ToolchainError(f"the TensorFlow probe printed no result ({what})", hint="run `trtis-build doctor`")
+    return json.loads(output.rsplit(JSON_MARK, 1)[1])
+
+
+class TensorFlow(Framework):
+    name = "tensorflow"
+    title = "TensorFlow"
+    name_kind = "TensorFlow op"
+    cmake_prefix = "tf"
+    cmake_function = "trtis_tensorflow_op"
+    op_keys = frozenset({"ops"})
+    base_version_keys = ("org.trtis-build.base.tensorflow.version", "TF_VERSION", "TENSORFLOW_VERSION")
+    skew_parts = 2  # the framework library's C++ ABI changes with the minor version
+
+    # ops stage --------------------------------------------------------------------------
+    def declare(self, data, op_toml, *, settings):
+        names = read_string_list(data, "ops", op_toml)
+        if not names:
+            raise field_error("missing or empty 'ops': the TensorFlow op names this library registers",
+                              op_toml, "ops", hint='add ops = ["MyOpName"] (the names given to REGISTER_OP)')
+        for name in names:
+            if not OP_NAME.match(name):
+                raise field_error(f"{name!r} is not a valid TensorFlow op name", op_toml, "ops",
+                                  hint="op names start with an upper-case letter, then letters, digits or _")
+        if len(set(names)) != len(names):
+            raise field_error("'ops' lists a name twice", op_toml, "ops")
+        return tuple(names)
+
+    def builtin_conflicts(self, op, info):
+        return sorted(set(op.declared) & info.builtin_ops) if info else []
+
+    def conflict_hint(self) -> str:
+        return "each name must belong to one op: rename one of them (a project prefix, e.g. 'MyTeamAdd')"
+
+    def scaffold_names(self, registered):
+        if not OP_NAME.match(registered):
+            raise ScaffoldError(f"registered name {registered!r} is not a valid TensorFlow op name",
+                                hint="start with an upper-case letter, then letters, digits or _")
+        return {"{{OP_NAME}}": registered}
+
+    # builder ----------------------------------------------------------------------------
+    def locate(self, env, python, options):
+        package = find_package_dir(python)
+        located = {"tensorflow_dir": package}
+        if package:
+            located["tensorflow_init"] = str(Path(package, "__init__.py"))
+        return located
+
+    def detect(self, located, python, options):
+        if not located.get("tensorflow_dir"):
+            return None
+        out = process.capture([python, str(PROBE), "info"], stage="toolchain", extra_env=QUIET)
+        data = _result(out, "info")
+        framework_lib = next((f.removeprefix("-l:") for f in data["link_flags"] if f.startswith("-l:")),
+                             "libtensorflow_framework.so.2")
+        return TensorFlowInfo(python=python, version=data["version"], include_dir=data["include_dir"],
+                              lib_dir=data["lib_dir"], framework_lib=framework_lib,
+                              cxx11_abi=data["cxx11_abi"], compile_flags=tuple(data["compile_flags"]),
+                              builtin_ops=frozenset(data["builtin_ops"]))
+
+    def missing(self):
+        return ("TensorFlow not found for the build's Python: pip install 'trtis-build[tf]' "
+                "(tensorflow-cpu==2.21.0); TensorFlow ops are skipped")
+
+    def info_to_json(self, info):
+        data = asdict(info)
+        data["builtin_ops"] = sorted(info.builtin_ops)
+        return data
+
+    def info_from_json(self, data):
+        return TensorFlowInfo(**{**data, "compile_flags": tuple(data["compile_flags"]),
+                                 "builtin_ops": frozenset(data["builtin_ops"])})
+
+    def manifest_toolchain(self, info):
+        return {"version": info.version, "cxx11_abi": info.cxx11_abi, "framework_lib": info.framework_lib}
+
+    def skip_reason(self, op, toolchain, options):
+        if toolchain.framework(self.name) is None:
+            return "TensorFlow not found (pip install 'trtis-build[tf]')"
+        return None
+
+    def cmake_variables(self, info, toolchain, build_dir):
+        return {
+            "TRTIS_TF_INCLUDE_DIR": info.include_dir,
+            "TRTIS_TF_LIB_DIR": info.lib_dir,
+            "TRTIS_TF_FRAMEWORK_LIB": info.framework_lib,
+            "TRTIS_TF_DEFINITIONS": [flag[2:] for flag in info.compile_flags if flag.startswith("-D")],
+            "TRTIS_TF_SHIM_DIR": str(build_dir / "tf-shim"),
+        }
+
+    def target_arguments(self, op, build_dir, cuda_enabled):
+        return {"GPU_SOURCES": [str(p) for p in op.gpu_sources]}
+
+    def prepare(self, ops, toolchain, build_dir):
+        """TensorFlow's GPU headers include CUDA through third_party/gpus/...; the CPU wheel
+        does not ship that path. Point it at the found CUDA toolkit (classic layout only)."""
+        if toolchain.cuda is None or not any(op.gpu_sources for op in ops):
+            return
+        link = build_dir / "tf-shim" / "third_party" / "gpus" / "cuda" / "include"
+        if not link.is_symlink() or os.readlink(link) != toolchain.cuda.include_dir:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(toolchain.cuda.include_dir)
+
+    # bundle stage -----------------------------------------------------------------------
+    def start_early_probe(self, info):
+        """The registry probe started before the libraries exist: the build starts it when
+        the compiler starts, so TensorFlow's ~2 s import runs on a core the compiler leaves
+        idle (one TensorFlow-heavy adapter is a cold build's critical path)."""
+        return process.Pending([info.python, str(PROBE), "serve"], stage="bundle", extra_env=QUIET)
+
+    def probe(self, info, paths, options, early=None):
+        failure = "loading the built libraries into TensorFlow crashed"
+        if early is None:
+            out = process.capture([info.python, str(PROBE), "registered", *map(str, paths)], stage="bundle",
+                                  extra_env=QUIET, failure_message=failure)
+        else:
+            out = early.finish("".join(f"{path}\n" for path in paths), failure_message=failure)
+        results = {}
+        for path, found in _result(out, "registered").items():
+            if "error" in found:
+                results[path] = {"error": found["error"]}
+                continue
+            results[path] = {"registered": found["ops"],
+                             "entry": {"ops": found["ops"], "devices": found["devices"],
+                                       "outputs": found["outputs"], "plugins": []}}
+        return results
+
+    def allowed_needed(self, info):
+        return {info.framework_lib} if info else set()
+
+    # doctor -----------------------------------------------------------------------------
+    def doctor(self, info, options):
+        if info is None:
+            return None
+        return {"version": info.version, "include_dir": info.include_dir, "lib_dir": info.lib_dir,
+                "framework_lib": info.framework_lib,
+                "cxx11_abi_flag": f"-D_GLIBCXX_USE_CXX11_ABI={info.cxx11_abi}"}
+
+    def doctor_lines(self, report):
+        if not report:
+            return [("tensorflow", "not found")]
+        return [("tensorflow", f"{report['version']}  {report['cxx11_abi_flag']}"),
+                ("", f"include: {report['include_dir']}"),
+                ("", f"library: {report['lib_dir']}/{report['framework_lib']}")]
+
+    # image ------------------------------------------------------------------------------
+    def image_labels(self, libraries):
+        return {"tensorflow.ops": ",".join(sorted(op for lib in libraries for op in lib.get("ops", [])))}

@@ -1,0 +1,230 @@
+"""TensorRT plugins: op.toml's [[plugins]] (name, version, namespace), the headers
+(headers.py), the generated trtis_plugin_config.h (config_header.py), a real plugin
+registry in a subprocess (registry.py), the autoload shims that make a plain dlopen register
+(source: trtis_server's autoload/), and the C++ plugin check program (plugin_check.py)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..base import Framework, field_error, read_string, reject_unknown
+from . import registry
+from .config_header import write_plugin_config
+from .headers import find_tensorrt
+from .names import PluginId
+
+PLUGIN_KEYS = {"name", "version", "namespace"}
+AUTOLOAD_SOURCE = Path(__import__("trtis_server").__file__).parent / "autoload" / "trtis_autoload.cc"
+
+
+@dataclass(frozen=True)
+class TensorRTInfo:
+    include_dir: str
+    version: str
+    source: str
+
+    @property
+    def major(self) -> str:
+        return self.version.split(".")[0]
+
+
+def _valid(value: str) -> bool:
+    return bool(value) and all(c.isalnum() or c in "_.-" for c in value) and value.isascii()
+
+
+class TensorRT(Framework):
+    name = "tensorrt"
+    title = "TensorRT"
+    name_kind = "TensorRT plugin"
+    cmake_prefix = "trt"
+    cmake_function = "trtis_tensorrt_plugin"
+    op_keys = frozenset({"plugins", "namespace"})
+    base_version_keys = ("org.trtis-build.base.tensorrt.version", "TENSORRT_VERSION", "TRT_VERSION")
+    skew_parts = 1
+
+    # ops stage --------------------------------------------------------------------------
+    def declare(self, data, op_toml, *, settings):
+        entries = data.get("plugins")
+        if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+            raise field_error("missing or empty [[plugins]]: the TensorRT plugins this library registers",
+                              op_toml, "plugins", hint='add [[plugins]] with name = "MyPlugin" and version = "1"')
+        namespace = read_string(data, "namespace", op_toml, required=False,
+                                default=settings.get("tensorrt_namespace", ""))
+        plugins = []
+        for index, entry in enumerate(entries):
+            where = f"plugins[{index}]"
+            reject_unknown(entry, PLUGIN_KEYS, op_toml, prefix=f"{where}.")
+            name = read_string(entry, "name", op_toml, required=True)
+            version = read_string(entry, "version", op_toml, required=False, default="1")
+            plugin_namespace = read_string(entry, "namespace", op_toml, required=False, default=namespace)
+            for label, value in (("name", name), ("version", version)):
+                if not _valid(value):
+                    raise field_error(f"plugin {label} {value!r} is not valid", op_toml, f"{where}.{label}",
+                                      hint="use letters, digits, '_', '-' or '.'")
+            if plugin_namespace and not _valid(plugin_namespace):
+                raise field_error(f"plugin namespace {plugin_namespace!r} is not valid", op_toml, f"{where}.namespace")
+            plugins.append(PluginId(name, version, plugin_namespace))
+        if len(set(plugins)) != len(plugins):
+            raise field_error("[[plugins]] lists one (name, version, namespace) twice", op_toml, "plugins")
+        return tuple(plugins)
+
+    def conflict_hint(self):
+        return "each name must belong to one op: rename one of them or give it another namespace"
+
+    def scaffold_names(self, registered):
+        if not _valid(registered):
+            from ...core.errors import ScaffoldError
+
+            raise ScaffoldError(f"plugin name {registered!r} is not valid", hint="use letters, digits, '_', '-' or '.'")
+        return {"{{PLUGIN_NAME}}": registered, "{{OP_NAME}}": registered}
+
+    # builder ----------------------------------------------------------------------------
+    def locate(self, env, python, options):
+        root = getattr(options, "tensorrt_root", None)
+        located = {"tensorrt_root": str(root) if root else None}
+        if root is None:
+            import importlib.util
+
+            spec = importlib.util.find_spec("kernel_lens")
+            located["kernel_lens"] = spec.origin if spec else None
+        return located
+
+    def detect(self, located, python, options):
+        root = located.get("tensorrt_root")
+        found = find_tensorrt(Path(root) if root else None)
+        if found is None:
+            return None
+        return TensorRTInfo(include_dir=str(found.include_dir), version=found.version, source=found.source)
+
+    def missing(self):
+        return ("TensorRT headers not found: pass --tensorrt-root DIR or set TENSORRT_ROOT "
+                "(for CI: pip install --no-deps kernel-lens==2.0.1); TensorRT plugins are skipped")
+
+    def info_to_json(self, info):
+        return asdict(info)
+
+    def info_from_json(self, data):
+        return TensorRTInfo(**data)
+
+    def manifest_toolchain(self, info):
+        return {"version": info.version, "source": info.source}
+
+    def skip_reason(self, op, toolchain, options):
+        if toolchain.framework(self.name) is None:
+            return "TensorRT headers not found (--tensorrt-root DIR or TENSORRT_ROOT)"
+        if toolchain.cuda is None:
+            return "TensorRT headers need the CUDA runtime headers (install the CUDA toolkit or set CUDA_HOME)"
+        python_path = getattr(options, "tensorrt_python_path", None)
+        if python_path:
+            registry.runtime_env(python_path)  # a bad setting is an error, before compiling
+        elif not registry.has_runtime():
+            return ("no TensorRT Python runtime to check the plugins in a real registry before publishing "
+                    "(pip install 'trtis-build[trt]', or --tensorrt-python-path DIR)")
+        return None
+
+    def cmake_variables(self, info, toolchain, build_dir):
+        return {"TRTIS_TRT_INCLUDE_DIR": info.include_dir, "TRTIS_AUTOLOAD_SOURCE": str(AUTOLOAD_SOURCE)}
+
+    def target_arguments(self, op, build_dir, cuda_enabled):
+        return {"CONFIG_HEADER_DIR": [str(build_dir / "generated" / self.name / op.name)]}
+
+    def extra_outputs(self, op):
+        # The shim that registers the plugin library when merely dlopened (Triton's plugins=).
+        return {"autoload": f"tensorrt/autoload/lib{op.name}.so"}
+
+    def prepare(self, ops, toolchain, build_dir):
+        for op in ops:
+            write_plugin_config(build_dir / "generated" / self.name / op.name, op.name, op.declared,
+                                where=str(op.op_toml))
+
+    # bundle stage -----------------------------------------------------------------------
+    def probe(self, info, paths, options, early=None):
+        """Each plugin library loaded alone into a real TensorRT plugin registry (the lean
+        runtime is enough), in a subprocess."""
+        env = registry.runtime_env(getattr(options, "tensorrt_python_path", None))
+        results = {}
+        for path in paths:
+            probed = registry.probe_registry([path], extra_env=env)
+            if probed.crash:
+                results[str(path)] = {"error": probed.crash}
+                continue
+            [load] = probed.libraries
+            if not load.loaded:
+                results[str(path)] = {"error": load.refusal}
+                continue
+            plugins = [p.as_dict() for p in load.registered]
+            results[str(path)] = {"registered": [str(p) for p in load.registered],
+                                  "entry": {"ops": [], "devices": {}, "outputs": {}, "plugins": plugins}}
+        return results
+
+    def load_error_hint(self):
+        return ("a plugin library must export getCreators and register nothing statically; "
+                "the previous bundle was kept")
+
+    def verify_extras(self, targets, built_dir, results, context):
+        from .autoload import verify_autoload
+
+        return verify_autoload(self, targets, built_dir, results, context)
+
+    # testing and ops check --------------------------------------------------------------
+    def test_without_python(self, options, toolchain, bundle, target, op):
+        """A plugin op without a Python test: the C++ plugin check is its test."""
+        import json
+
+        from .plugin_check import check_libraries
+
+        log = options.build_dir / f"test-{op.framework}-{op.name}.log"
+        checked = check_libraries(options, toolchain, [bundle / target.library], list(op.declared))
+        log.write_text(json.dumps(checked, indent=2) + "\n")
+        if "skipped" in checked:
+            return {"passed": True, "summary": f"plugin check skipped: {checked['skipped']}", "log": str(log)}
+        if checked["ok"]:
+            summary = f"plugin check: {', '.join(checked['plugins'])} created, cloned, serialized and recreated"
+        else:
+            summary = "plugin check failed: " + "; ".join(checked["failures"])
+        return {"passed": checked["ok"], "summary": summary, "log": str(log)}
+
+    def check_bundle(self, options, toolchain, bundle, libraries):
+        from .plugin_check import check_libraries
+
+        if not libraries:
+            return None
+        expect = [PluginId.from_dict(p) for lib in libraries for p in lib["plugins"]]
+        return check_libraries(options, toolchain, [bundle / lib["path"] for lib in libraries], expect)
+
+    # image ------------------------------------------------------------------------------
+    def image_labels(self, libraries):
+        return {"tensorrt.plugins": ",".join(sorted(
+            f"{p.get('namespace', '')}::{p['name']}/{p.get('version', '')}"
+            for lib in libraries for p in lib.get("plugins", [])))}
+
+    # doctor -----------------------------------------------------------------------------
+    def doctor(self, info, options):
+        """The headers, and the TensorRT Python runtime the bundle's registry checks use:
+        only one of the headers' major checks the autoload shims for registration."""
+        python_path = getattr(options, "tensorrt_python_path", None)
+        version = registry.runtime_version(python_path)
+        runtime = None
+        if version is not None or python_path is not None:
+            runtime = {"version": version, "python_path": str(python_path or "") or None,
+                       "checks_autoload_registration": bool(version and info and version.split(".")[0] == info.major)}
+        if info is None and runtime is None:
+            return None
+        return {**(asdict(info) if info else {}), "runtime": runtime}
+
+    def doctor_lines(self, report):
+        headers = report and report.get("version")
+        lines = [("tensorrt", f"{report['version']} headers ({report['include_dir']}, from {report['source']})"
+                  if headers else "not found")]
+        runtime = (report or {}).get("runtime")
+        if runtime:
+            where = f" from {runtime['python_path']}" if runtime["python_path"] else ""
+            lines.append(("", f"runtime for the registry checks: {runtime['version'] or 'none found'}{where}"))
+            if headers and not runtime["checks_autoload_registration"]:
+                lines.append(("", "autoload shims: loaded but not checked for registration (needs a TensorRT "
+                                  f"{report['version'].split('.')[0]} runtime: --tensorrt-python-path DIR)"))
+        elif headers:
+            lines.append(("", "runtime for the registry checks: none (pip install 'trtis-build[trt]')"))
+        return lines
+

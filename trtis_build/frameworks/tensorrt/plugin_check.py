@@ -1,0 +1,101 @@
+"""The C++ plugin check program (plugin_check/plugin_check.cc): built once per headers with
+g++, it dlopens plugin libraries, calls getCreators, creates each plugin from fields, checks
+output types and shapes, clones, serializes and recreates (and with --enqueue runs it)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ...core import process
+from ...core.errors import CommandError, ToolchainError
+from .headers import TensorRTHeaders
+from .names import PluginId
+
+CHECKS_DIR = Path(__file__).parent / "plugin_check"
+CHECK_SOURCES = ("plugin_check.cc", "plugin_check_enqueue.h", "plugin_check_support.h", "plugin_check_json.h")
+
+def check_program_command(cxx: str, headers: TensorRTHeaders, cuda_include: Path, output: Path) -> list[str]:
+    """g++ command for plugin_check: TensorRT and CUDA headers only (the TensorRT headers
+    include cuda_runtime_api.h), no libnvinfer and no libcudart (opened with dlopen)."""
+    return [cxx, "-std=c++17", "-O1", "-Wall", "-isystem", str(headers.include_dir), "-isystem",
+            str(cuda_include), str(CHECKS_DIR / "plugin_check.cc"), "-ldl", "-o", str(output)]
+
+
+def build_check_program(*, cxx: str, headers: TensorRTHeaders, cuda_include: Path, out_dir: Path,
+                        log_path: Path | None = None) -> Path:
+    """Build plugin_check into out_dir once per (sources, command); about 2 s with g++."""
+    if not (Path(cuda_include) / "cuda_runtime_api.h").is_file():
+        raise ToolchainError(f"no cuda_runtime_api.h in {cuda_include}: the TensorRT headers include it",
+                             hint="install the CUDA toolkit headers (nvcc's include directory) or set CUDA_HOME")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    program = out_dir / "plugin_check"
+    stamp = out_dir / "plugin_check.stamp"
+    digest = hashlib.sha256(" ".join(check_program_command(cxx, headers, cuda_include, program)).encode())
+    for name in CHECK_SOURCES:
+        digest.update((CHECKS_DIR / name).read_bytes())
+    if program.is_file() and stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        return program
+    staging = out_dir / f".plugin_check.{os.getpid()}"
+    process.run(check_program_command(cxx, headers, cuda_include, staging), stage="ops check",
+                log_path=log_path, failure_message="building the TensorRT plugin check program failed",
+                hint="run `trtis-build doctor`; the TensorRT headers must be 10.0 or newer")
+    os.replace(staging, program)
+    stamp.write_text(digest.hexdigest())
+    return program
+
+
+@dataclass(frozen=True)
+class PluginCheckResult:
+    ok: bool
+    failures: tuple[str, ...]
+    warnings: tuple[str, ...]
+    report: dict = field(repr=False, compare=False)
+
+    @property
+    def plugins(self) -> list[PluginId]:
+        return [PluginId(p["name"], p["version"], p["namespace"]) for lib in self.report.get("libraries", [])
+                for p in lib.get("plugins", []) if "name" in p]
+
+
+def run_plugin_check(program: Path, libraries: Iterable[Path], *, expect: Iterable[PluginId] = (),
+                     enqueue: bool = False, extra_args: Sequence[str] = (),
+                     timeout: float = 300) -> PluginCheckResult:
+    """Run plugin_check; check failures come back in the result, a crash or bad usage raises."""
+    with tempfile.TemporaryDirectory(prefix="trtis-plugin-check-") as tmp:
+        report_path = Path(tmp) / "report.json"
+        command = [str(program), "--json", str(report_path)]
+        command += [arg for plugin in expect for arg in ("--expect", f"{plugin.name}:{plugin.version}:{plugin.namespace}")]
+        command += (["--enqueue"] if enqueue else []) + list(extra_args) + [str(lib) for lib in libraries]
+        done = process.run(command, stage="ops check", check=False, timeout=timeout)
+        if done.returncode not in (0, 1) or not report_path.is_file():
+            how = f"died of signal {-done.returncode}" if done.returncode < 0 else f"exited {done.returncode}"
+            raise CommandError(f"the plugin check program {how} (a crash inside a plugin method, or bad usage)",
+                               stage="ops check", command=command, returncode=done.returncode,
+                               output_tail="\n".join(done.output.splitlines()[-30:]),
+                               hint="run the command above by hand; a crash points at the plugin's code")
+        report = json.loads(report_path.read_text())
+    return PluginCheckResult(ok=bool(report.get("ok")) and done.returncode == 0,
+                             failures=tuple(report.get("failures", [])),
+                             warnings=tuple(report.get("warnings", [])), report=report)
+
+
+def check_libraries(options, tc, libraries: list[Path], expect: list[PluginId]) -> dict:
+    """The plugin check (built once per headers) on plugin libraries, as a report dict:
+    {"ok", "failures", "warnings", "plugins"}, or {"skipped": why} without the headers.
+    `tc`: the builder's toolchain (g++ and the CUDA headers)."""
+    from .headers import find_tensorrt
+
+    headers = find_tensorrt(options.tensorrt_root)
+    if headers is None or tc.cuda is None:
+        return {"skipped": "TensorRT or CUDA headers not found (needed to build the check program)"}
+    program = build_check_program(cxx=tc.cxx.path, headers=headers, cuda_include=Path(tc.cuda.include_dir),
+                                  out_dir=options.build_dir / "checks")
+    result = run_plugin_check(program, libraries, expect=expect)
+    return {"ok": result.ok, "failures": list(result.failures), "warnings": list(result.warnings),
+            "plugins": [str(p) for p in result.plugins]}
