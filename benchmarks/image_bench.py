@@ -43,7 +43,10 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="also time building the default base")
     args = parser.parse_args()
 
-    from trtis_build import defaultbase, image, imagebase, oci
+    from trtis_build.image import base as imagebase
+    from trtis_build.core.files import user_cache_dir
+    from trtis_build.image import compose as image
+    from trtis_build.image import oci
 
     bundle = Path(args.bundle).resolve()
     figures: dict = {"bundle": str(bundle)}
@@ -62,7 +65,7 @@ def main() -> None:
         layout_runs = [cli(*common, "--out", str(tmp / f"layout{i}")) for i in range(args.runs)]
         archive_runs = [cli(*common, "--out", str(tmp / f"arch{i}"), "--archive", str(tmp / f"arch{i}.tar"))
                         for i in range(args.runs)]
-        base = imagebase.open_base(None, cache=defaultbase.cache_dir())
+        base = imagebase.open_base(None, cache=user_cache_dir())
         settings = image.ComposeSettings(bundle_dir=bundle, tag="bench:1")
         compose_runs = []
         for i in range(args.runs):

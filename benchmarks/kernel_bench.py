@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trtis_build import harness  # noqa: E402
+from trtis_build.testing import harness  # noqa: E402
 
 MIB = 1 << 20
 MAX_OFFSET = 3

@@ -28,8 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from trtis_build import process  # noqa: E402
-from trtis_build.serve import ServerSettings, TritonServer  # noqa: E402
+from trtis_build.core import process  # noqa: E402
+from trtis_build.serving.server import ServerSettings, TritonServer  # noqa: E402
 
 MODELS = {"custom": "addsub", "builtin": "addsub_builtin"}
 TARGET = 1.05

@@ -6,7 +6,7 @@ what users scaffold never drift apart (tests/test_scaffold.py checks they are eq
 
 from pathlib import Path
 
-from trtis_build.scaffold import render_template
+from trtis_build.ops.scaffold import render_template
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "ops" / "tensorflow" / "addsub"
 

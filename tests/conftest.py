@@ -39,7 +39,7 @@ needs_tf = pytest.mark.skipif(not has_tensorflow(), reason="tensorflow-cpu not i
 @pytest.fixture
 def pure(monkeypatch):
     """Fail the test if the code under test starts any process."""
-    from trtis_build import process
+    from trtis_build.core import process
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"unit test tried to start a process: {args[:1]}")
@@ -71,7 +71,7 @@ def trtis(*args: str, cwd: Path, check: bool = True, env: dict | None = None,
 def write_small_base(root: Path, labels: dict | None = None, ref: str = "1"):
     """A one-layer base image as an OCI layout at `root` (one file, etc/base-release), for
     composing images without the default base. Returns (layout, layer)."""
-    from trtis_build import oci
+    from trtis_build.image import oci
 
     layout = oci.Layout.create(root)
     layer = oci.write_layer(oci.parent_dirs([oci.bytes_entry("etc/base-release", b"small\n")]),

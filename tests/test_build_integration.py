@@ -46,7 +46,7 @@ def test_cold_build_makes_a_verified_bundle(project):
     # default arch list: sm_75 up to the newest nvcc knows, PTX for the newest
     assert manifest["cuda"]["archs"][0] == "75" and manifest["cuda"]["ptx"] == manifest["cuda"]["archs"][-1]
     assert int(manifest["cuda"]["archs"][-1]) >= 120
-    from trtis_build.bundle import sha256_file
+    from trtis_build.core.files import sha256_file
 
     assert sha256_file(bundle / lib["path"]) == lib["sha256"]
     assert (bundle / "kernels" / "tensorflow-addsub.so").is_file()
@@ -162,9 +162,9 @@ def test_killed_build_keeps_the_previous_bundle_and_no_stale_lock(project):
 
 def test_concurrent_builds_are_serialized(project):
     root, _ = project
-    from trtis_build.locking import BuildLock
+    from trtis_build.core.locks import FileLock
 
-    with BuildLock(root / "build" / ".lock"):
+    with FileLock(root / "build" / ".lock"):
         proc = subprocess.Popen([sys.executable, "-m", "trtis_build", "ops", "build"], cwd=root,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(2)
@@ -181,8 +181,8 @@ def test_load_bundle_refuses_a_second_library_with_the_same_op(project, tmp_path
     copy.write_bytes(library.read_bytes() + b"\0")  # same ops, different file
     code = (
         "import sys, trtis_build\n"
-        "from trtis_build.loader import load_library\n"
-        "from trtis_build.errors import BundleError\n"
+        "from trtis_build.frameworks.tensorflow.loader import load_library\n"
+        "from trtis_build.core.errors import BundleError\n"
         f"trtis_build.load_bundle({str(root / 'build' / 'bundle')!r})\n"
         "try:\n"
         f"    load_library({str(copy)!r}, ['TRTISExampleAddSub'])\n"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from trtis_build.bundle import _VerifyCache
+from trtis_build.bundle.verify import VerifyCache as _VerifyCache
 
 pytestmark = pytest.mark.usefixtures("pure")
 

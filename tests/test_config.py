@@ -2,8 +2,8 @@
 
 import pytest
 
-from trtis_build.config import find_project_root, parse_arch_list, resolve_options
-from trtis_build.errors import ConfigError
+from trtis_build.core.options import find_project_root, parse_arch_list, resolve_options
+from trtis_build.core.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("pure")
 

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from trtis_build.discover import PluginId, discover, load_op
-from trtis_build.errors import OpSpecError
+from trtis_build.frameworks.tensorrt.names import PluginId
+from trtis_build.ops.discover import discover, load_op
+from trtis_build.core.errors import OpSpecError
 
 pytestmark = pytest.mark.usefixtures("pure")
 
@@ -24,7 +25,7 @@ def test_example_op_is_discovered_with_roles_by_convention():
     from tests.conftest import REPO
 
     [op] = [o for o in discover(REPO) if o.key == "tensorflow/addsub"]
-    assert op.tf_ops == ("TRTISExampleAddSub",)
+    assert op.declared == ("TRTISExampleAddSub",)
     assert [p.name for p in op.sources] == ["addsub_op.cc"]
     assert [p.name for p in op.kernel_sources] == ["addsub_kernel.cc"]
     assert [p.name for p in op.cuda_sources] == ["addsub_kernel.cu"]
@@ -92,7 +93,7 @@ def test_tensorrt_plugins_take_the_project_namespace_unless_set(tmp_path):
     write_op(tmp_path, "p", 'version = "1"\n[[plugins]]\nname = "A"\n[[plugins]]\nname = "B"\n'
              'version = "2"\nnamespace = "mine"\n', files=("p_plugin.cc",), framework="tensorrt")
     [op] = discover(tmp_path, default_namespace="proj")
-    assert op.plugins == (PluginId("A", "1", "proj"), PluginId("B", "2", "mine"))
+    assert op.declared == (PluginId("A", "1", "proj"), PluginId("B", "2", "mine"))
 
 
 def test_scratch_directories_are_skipped(tmp_path):

@@ -8,8 +8,9 @@ import shutil
 
 import pytest
 
-from trtis_build import elf, process
-from trtis_build.errors import BundleError
+from trtis_build.core import process
+from trtis_server import elf
+from trtis_build.core.errors import BundleError
 
 pytestmark = [pytest.mark.compile,
               pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not found")]
@@ -37,7 +38,7 @@ def test_symbol_table_differences_do_not_change_the_loaded_content_hash(tmp_path
 
 def test_sections_and_needed_libraries(tmp_path):
     library = build(tmp_path, "lib.cc", '#include <cstdio>\nextern "C" int api() { return std::puts("x"); }\n')
-    names = [name for name, *_ in elf.sections(library.read_bytes(), library)]
+    names = [name for name, *_ in elf.sections(library)[0]]
     assert ".text" in names and ".dynamic" in names and ".symtab" in names
     assert "libc.so.6" in elf.dynamic_info(library)["needed"]
 

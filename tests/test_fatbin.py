@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from trtis_build import fatbin, process
-from trtis_build.errors import BundleError
+from trtis_build.bundle import fatbin
+from trtis_build.core import process
+from trtis_build.core.errors import BundleError
 
 KERNEL = """
 __global__ void twice(float* x, int n) { int i = threadIdx.x; if (i < n) x[i] *= 2.0f; }

@@ -18,8 +18,9 @@ import pytest
 
 np = pytest.importorskip("numpy")
 
-from trtis_build import harness, process
-from trtis_build.errors import BundleError, OpSpecError
+from trtis_build.core import process
+from trtis_build.testing import harness
+from trtis_build.core.errors import BundleError, OpSpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 ADDSUB = ROOT / "ops" / "tensorflow" / "addsub"

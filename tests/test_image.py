@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from trtis_build import oci
+from trtis_build.image import oci
+from trtis_build.image.compose import RUNTIME_MODULES
 
 from .conftest import EXAMPLE_TF, REPO, make_project, needs_tf, trtis, write_small_base
 
@@ -31,6 +32,8 @@ TOOLS = {"skopeo": "skopeo", "umoci": "umoci", "bwrap": "bubblewrap", "mmdebstra
 MISSING = [package for tool, package in TOOLS.items() if shutil.which(tool) is None]
 EPOCH = "1700000000"
 OPS = "opt/tritonserver/ops"
+# The launcher's package in the layer: its directory, then its modules.
+RUNTIME_FILES = [f"{OPS}/runtime/trtis_server", *(f"{OPS}/runtime/trtis_server/{name}" for name in sorted(RUNTIME_MODULES))]
 
 pytestmark = [
     pytest.mark.image, pytest.mark.compile, pytest.mark.tensorflow, needs_tf,
@@ -103,7 +106,8 @@ def test_layer_holds_exactly_the_bundle(composed, project):
         members = {m.name: m for m in tar.getmembers()}
         contents = {name: tar.extractfile(m).read() for name, m in members.items() if m.isreg()}
     assert sorted(members) == ["opt", "opt/tritonserver", f"{OPS}", f"{OPS}/launch.json", f"{OPS}/manifest.json",
-                               f"{OPS}/tensorflow", f"{OPS}/tensorflow/libaddsub.so", f"{OPS}/trtis-launch"]
+                               f"{OPS}/runtime", *RUNTIME_FILES, f"{OPS}/tensorflow", f"{OPS}/tensorflow/libaddsub.so",
+                               f"{OPS}/trtis-launch"]
     assert list(members) == sorted(members, key=str.encode)
     for member in members.values():
         assert (member.uid, member.gid, member.uname, member.gname) == (0, 0, "", "")
@@ -111,8 +115,9 @@ def test_layer_holds_exactly_the_bundle(composed, project):
         assert member.mode == (0o755 if member.isdir() or member.name.endswith("trtis-launch") else 0o644)
     assert contents[f"{OPS}/manifest.json"] == (bundle / "manifest.json").read_bytes()
     assert contents[f"{OPS}/tensorflow/libaddsub.so"] == (bundle / "tensorflow" / "libaddsub.so").read_bytes()
-    launcher = REPO / "trtis_build" / "server_files" / "trtis_launch.py"
-    assert contents[f"{OPS}/trtis-launch"] == launcher.read_bytes()
+    assert contents[f"{OPS}/trtis-launch"] == (REPO / "server" / "trtis-launch").read_bytes()
+    for name in RUNTIME_MODULES:  # the launcher's package, exactly server/'s files
+        assert contents[f"{OPS}/runtime/trtis_server/{name}"] == (REPO / "server" / name).read_bytes()
 
 
 def test_two_builds_give_one_digest(composed, project):
@@ -152,8 +157,8 @@ def test_dockerfile_matches_the_layer(composed, project):
     assert "FROM ${BASE}" in dockerfile and f'ENTRYPOINT ["/{OPS}/trtis-launch"]' in dockerfile
     context = project / "docker" / "trtis-server-context"
     files = sorted(str(p.relative_to(context)) for p in context.rglob("*") if p.is_file())
-    assert files == [f"{OPS}/launch.json", f"{OPS}/manifest.json", f"{OPS}/tensorflow/libaddsub.so",
-                     f"{OPS}/trtis-launch"]
+    assert files == sorted([f"{OPS}/launch.json", f"{OPS}/manifest.json", *RUNTIME_FILES[1:],
+                            f"{OPS}/tensorflow/libaddsub.so", f"{OPS}/trtis-launch"])
     assert os.access(context / OPS / "trtis-launch", os.X_OK)
 
 
@@ -161,7 +166,7 @@ def test_dockerfile_matches_the_layer(composed, project):
 
 @pytest.fixture(scope="module")
 def rootfs(composed, tmp_path_factory):
-    from trtis_build import imagerun
+    from trtis_build.image import run as imagerun
 
     return imagerun.unpack(composed["out"], "1", tmp_path_factory.mktemp("unpacked") / "bundle")
 
@@ -175,7 +180,7 @@ def models(project):
 
 
 def _in_image(rootfs: Path, composed, *args, extra_binds=()):
-    from trtis_build import imagerun
+    from trtis_build.image import run as imagerun
 
     config = imagerun.image_config(composed["out"], "1")
     command = imagerun.sandbox_command(rootfs, config, list(args))
@@ -381,7 +386,7 @@ def docker_engine(tmp_path: Path):
     """A real Docker engine (Debian's docker.io: dockerd 20.10) in a private data root, vfs
     storage, no network set-up (containers use the host network), on a socket of its own;
     stopped with its whole process group, its mounts removed. Yields the docker CLI argv."""
-    from trtis_build import process
+    from trtis_build.core import process
 
     state = Path(tempfile.mkdtemp(prefix="trtis-dk-"))  # a unix socket path must be short
     socket_path = state / "docker.sock"

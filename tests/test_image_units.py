@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -15,19 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from trtis_build import image, oci
-from trtis_build.errors import ImageError
-from trtis_build.imagebase import BaseImage
-from trtis_build.registry import credentials, parse_reference
+from trtis_build.image import compose as image
+from trtis_build.image import oci
+from trtis_build.core.errors import ImageError
+from trtis_build.image.base import BaseImage
+from trtis_build.image.registry import credentials, parse_reference
 
-LAUNCHER = Path(__file__).resolve().parent.parent / "trtis_build" / "server_files" / "trtis_launch.py"
-
-
-def _launcher():
-    spec = importlib.util.spec_from_file_location("trtis_launch_under_test", LAUNCHER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from trtis_server import elf
+from trtis_server import launch
 
 
 def _layer(tmp_path: Path, name: str, epoch: int = 0, content: bytes = b"hello\n") -> oci.Layer:
@@ -203,57 +197,59 @@ def test_config_keeps_base_and_sets_entrypoint(pure):
 
 
 def test_launcher_command_and_environment(pure, monkeypatch):
-    launch = _launcher()
-    monkeypatch.setattr(launch, "BUNDLE", "/opt/tritonserver/ops")
+    bundle = "/opt/tritonserver/ops"
     manifest = {"libraries": [{"framework": "tensorrt", "path": "tensorrt/liba.so"},
                               {"framework": "tensorrt", "path": "tensorrt/libb.so"},
                               {"framework": "tensorflow", "path": "tensorflow/libc.so"}]}
-    command = launch.server_command(["--model-repository=/m"], {}, manifest, "backend-config")
+    paths = launch.op_library_paths(manifest, bundle)
+    command = launch.server_command(["--model-repository=/m"], {}, paths, "backend-config")
     assert command == ["tritonserver", "--model-repository=/m", "--backend-config=tensorrt,plugins="
                        "/opt/tritonserver/ops/tensorrt/liba.so;/opt/tritonserver/ops/tensorrt/libb.so"]
     mine = "--backend-config=tensorrt,plugins=/x.so"
-    merged = launch.server_command(["tritonserver", mine], {}, manifest, "backend-config")
+    merged = launch.server_command(["tritonserver", mine], {}, paths, "backend-config")
     assert merged[1].startswith(mine + ";/opt/tritonserver/ops/tensorrt/liba.so")
-    assert launch.server_command(["bash", "-c", "true"], {}, manifest, "backend-config") == ["bash", "-c", "true"]
-    preload = launch.server_command([], {}, manifest, "preload")
+    assert launch.server_command(["bash", "-c", "true"], {}, paths, "backend-config") == ["bash", "-c", "true"]
+    preload = launch.server_command([], {}, paths, "preload")
     assert not any(arg.startswith("--backend-config") for arg in preload)
     monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so")
-    env = launch.environment(manifest, "preload")
+    env = launch.environment(paths, "preload", bundle)
+    assert env["TRTIS_BUNDLE"] == bundle
     assert env["LD_PRELOAD"].split() == ["/opt/tritonserver/ops/tensorrt/liba.so",
                                          "/opt/tritonserver/ops/tensorrt/libb.so", "/usr/lib/libjemalloc.so"]
     assert "libc.so" not in env["LD_PRELOAD"] and env["TRTIS_TF_OP_LIBRARIES"].endswith("tensorflow/libc.so")
     monkeypatch.setenv("LD_PRELOAD", "/opt/tritonserver/ops/tensorflow/libc.so")
     with pytest.raises(launch.CheckError, match="crashes the Python stubs"):
-        launch.environment(manifest, "backend-config")
+        launch.environment(paths, "backend-config", bundle)
 
 
 def test_launcher_reads_elf_needed(pure):
-    launch = _launcher()
     import sysconfig
 
     library = next(Path(p) for p in ("/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1",
                                      sysconfig.get_config_var("LIBDIR") + "/libz.so.1") if Path(p).exists())
-    needed, _, _ = launch.elf_dynamic(str(library))
-    assert "libc.so.6" in needed
-    with pytest.raises(launch.CheckError):
-        launch.elf_dynamic(__file__)
+    assert "libc.so.6" in elf.dynamic_info(str(library))["needed"]
+    with pytest.raises(elf.ElfError):
+        elf.dynamic_info(__file__)
 
 
-def test_launcher_check_reports_hash_and_missing(tmp_path, pure, monkeypatch):
-    launch = _launcher()
-    monkeypatch.setattr(launch, "BUNDLE", str(tmp_path))
+def test_launcher_check_reports_hash_and_missing(tmp_path, pure):
     (tmp_path / "tensorflow").mkdir()
     (tmp_path / "tensorflow" / "liba.so").write_bytes(b"changed")
     manifest = {"libraries": [
         {"framework": "tensorflow", "path": "tensorflow/liba.so", "sha256": hashlib.sha256(b"orig").hexdigest()},
-        {"framework": "tensorflow", "path": "tensorflow/libmissing.so"}]}
-    problems = launch.check(manifest)
-    assert len(problems) == 2
+        {"framework": "tensorflow", "path": "tensorflow/libmissing.so"},
+        {"framework": "tensorflow", "path": "../outside.so", "sha256": "0" * 64}]}
+    (tmp_path / "tensorflow" / "libnohash.so").write_bytes(b"x")
+    manifest["libraries"].append({"framework": "tensorflow", "path": "tensorflow/libnohash.so"})
+    problems = launch.check(manifest, str(tmp_path))
+    assert len(problems) == 4
     assert "does not match its sha256" in problems[0] and "is missing" in problems[1]
+    assert "not a path inside the bundle" in problems[2]
+    assert "has no sha256" in problems[3]  # a missing hash must not skip the check
 
 
 def test_dockerfile_text(pure, tmp_path):
-    from trtis_build.registry import Reference
+    from trtis_build.image.registry import Reference
 
     base = BaseImage("nvcr.io/nvidia/tritonserver:24.10-py3", "sha256:" + "a" * 64, {"layers": []},
                      {"config": {}}, None, None, Reference("nvcr.io", "nvidia/tritonserver", "24.10-py3"))
@@ -276,10 +272,9 @@ def test_source_date_epoch(pure):
 def test_registry_target(pure):
     assert image.registry_target("trtis-server:latest") is None
     assert image.registry_target("localhost:5000/ops:1").registry == "localhost:5000"
-    assert os.path.basename(str(LAUNCHER)) == "trtis_launch.py"
 
 
-def test_tensorrt_autoload_shims_are_what_triton_opens(tmp_path, pure, monkeypatch):
+def test_tensorrt_autoload_shims_are_what_triton_opens(tmp_path, pure):
     """Triton's plugins= only dlopens: the autoload shim beside a plugin library is what it
     must get, and the shim travels in the image layer."""
     (tmp_path / "tensorrt" / "autoload").mkdir(parents=True)
@@ -288,13 +283,16 @@ def test_tensorrt_autoload_shims_are_what_triton_opens(tmp_path, pure, monkeypat
     manifest = {"schema": 1, "libraries": [
         {"framework": "tensorrt", "op": "p", "path": "tensorrt/libp.so",
          "sha256": hashlib.sha256(b"tensorrt/libp.so").hexdigest()},
-        {"framework": "tensorrt", "op": "q", "path": "tensorrt/libq.so"}]}
+        {"framework": "tensorrt", "op": "q", "path": "tensorrt/libq.so",
+         "sha256": hashlib.sha256(b"tensorrt/libq.so").hexdigest()}],
+        "kernel_libraries": []}
+    manifest["libraries"][0]["autoload"] = {"path": "tensorrt/autoload/libp.so",
+                                            "sha256": hashlib.sha256(b"tensorrt/autoload/libp.so").hexdigest()}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     _, _, files = image.bundle_files(tmp_path)
     assert [relative for relative, _ in files] == ["tensorrt/libp.so", "tensorrt/libq.so", "tensorrt/autoload/libp.so"]
-    launch = _launcher()
-    monkeypatch.setattr(launch, "BUNDLE", str(tmp_path))
-    assert launch.plugin_paths(manifest) == [str(tmp_path / "tensorrt/autoload/libp.so"), str(tmp_path / "tensorrt/libq.so")]
+    paths = launch.op_library_paths(manifest, str(tmp_path))
+    assert paths["tensorrt"] == [str(tmp_path / "tensorrt/autoload/libp.so"), str(tmp_path / "tensorrt/libq.so")]
 
 
 HELPER = """#!/bin/sh

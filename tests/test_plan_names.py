@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from trtis_build.discover import discover
-from trtis_build.errors import NameConflictError
-from trtis_build.names import check_declared, compare_registered
-from trtis_build.plan import make_plan
-from trtis_build.toolchain import CudaInfo, TensorFlowInfo, TensorRTInfo, Tool, Toolchain
+from trtis_build.ops.discover import discover
+from trtis_build.core.errors import NameConflictError
+from trtis_build.ops.names import check_declared, compare_registered
+from trtis_build.builder.plan import make_plan
+from trtis_build.builder.toolchain import CudaInfo, Tool, Toolchain
+from trtis_build.frameworks.tensorflow import TensorFlowInfo
+from trtis_build.frameworks.tensorrt import TensorRTInfo, registry
 
 from .conftest import EXAMPLE_TF, REPO, make_project
 from .test_discover import write_op
@@ -29,7 +31,7 @@ TF = TensorFlowInfo(python="/py", version="2.21.0", include_dir="/tf/include", l
 
 def toolchain(cuda=CUDA, tf=TF):
     return Toolchain(python="/py", cxx=Tool("/usr/bin/g++", "12.2.0"), cmake=Tool("/usr/bin/cmake", "3.25.1"),
-                     ninja=Tool("/usr/bin/ninja", "1.11.1"), cuda=cuda, tensorflow=tf, tensorrt=None)
+                     ninja=Tool("/usr/bin/ninja", "1.11.1"), cuda=cuda, frameworks={"tensorflow": tf, "tensorrt": None})
 
 
 def test_default_archs_cover_sm75_to_newest_one_per_major():
@@ -83,20 +85,23 @@ def test_a_tensorrt_op_gets_a_plugin_library_and_an_autoload_shim(tmp_path):
     root = make_project(tmp_path, EXAMPLE_TF)
     shutil.copytree(REPO / "ops" / "tensorrt" / "addsub", root / "ops" / "tensorrt" / "addsub")
     trt = TensorRTInfo(include_dir="/trt/include", version="10.14.1", source="test")
-    tc = dataclasses.replace(toolchain(), tensorrt=trt)
+    tc = dataclasses.replace(toolchain(), frameworks={"tensorflow": TF, "tensorrt": trt})
     plan = make_plan(discover(root, default_namespace="trtis"), tc, output_dir=Path("/out"))
     [target] = [t for t in plan.targets if t.framework == "tensorrt"]
-    assert target.library == "tensorrt/libaddsub.so" and target.autoload == "tensorrt/autoload/libaddsub.so"
+    assert target.library == "tensorrt/libaddsub.so"
+    assert target.extras == {"autoload": "tensorrt/autoload/libaddsub.so"}
     assert Path(plan.variables["TRTIS_AUTOLOAD_SOURCE"]).is_file()
     assert "trtis_tensorrt_plugin(addsub" in plan.cmake_text()
 
 
-def test_tensorrt_ops_without_a_runtime_to_check_them_are_skipped(tmp_path):
+def test_tensorrt_ops_without_a_runtime_to_check_them_are_skipped(tmp_path, monkeypatch):
     root = make_project(tmp_path, EXAMPLE_TF)
     shutil.copytree(REPO / "ops" / "tensorrt" / "addsub", root / "ops" / "tensorrt" / "addsub")
     trt = TensorRTInfo(include_dir="/trt/include", version="10.14.1", source="test")
-    tc = dataclasses.replace(toolchain(), tensorrt=trt)
-    plan = make_plan(discover(root, default_namespace="trtis"), tc, output_dir=Path("/out"), tensorrt_runtime=False)
+    tc = dataclasses.replace(toolchain(), frameworks={"tensorflow": TF, "tensorrt": trt})
+    # This machine has a runtime: stand in for one that has none (nothing else is faked).
+    monkeypatch.setattr(registry, "has_runtime", lambda python_path=None: False)
+    plan = make_plan(discover(root, default_namespace="trtis"), tc, output_dir=Path("/out"))
     assert [t.key for t in plan.targets] == ["tensorflow/addsub"]
     [(key, reason)] = plan.skipped
     assert key == "tensorrt/addsub" and "pip install 'trtis-build[trt]'" in reason
@@ -121,7 +126,7 @@ def test_one_tf_name_declared_by_two_ops_names_both_files(tmp_path):
 def test_builtin_op_names_are_refused(tmp_path):
     write_op(tmp_path, "one", 'version = "1"\nops = ["Add"]\n')
     with pytest.raises(NameConflictError, match="built-ins"):
-        check_declared(discover(tmp_path), TF.builtin_ops)
+        check_declared(discover(tmp_path), {"tensorflow": TF})
 
 
 def test_same_plugin_triple_twice_is_refused_but_namespaces_separate(tmp_path):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from trtis_build.errors import ScaffoldError
-from trtis_build.scaffold import render_template, scaffold
+from trtis_build.core.errors import ScaffoldError
+from trtis_build.ops.scaffold import render_template, scaffold
 
 from .conftest import EXAMPLE_TF
 

@@ -10,9 +10,12 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from trtis_build import model_repo, serve, smoke
-from trtis_build.errors import ServerError
-from trtis_build.model_repo import ModelError, Signature, TensorSpec
+from trtis_build.frameworks.tensorflow import serving as model_repo
+from trtis_build.serving import server as serve
+from trtis_build.serving import smoke
+from trtis_build.core.errors import ServerError
+from trtis_build.core.errors import ModelError
+from trtis_build.frameworks.tensorflow.serving import Signature, TensorSpec
 
 MANIFEST = {
     "schema": 1, "trtis_build_version": "0.1.0", "toolchain": {"fingerprint": "x"},

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from trtis_build.serve import ServerSettings, TritonServer, group_alive, shm_regions
+from trtis_build.serving.server import ServerSettings, TritonServer, group_alive, shm_regions
 
 from .conftest import EXAMPLE_TF, REPO, make_project, needs_tf, trtis
 
@@ -210,7 +210,7 @@ def test_bad_request_is_an_error_not_a_dead_model(server):
 
 def test_metrics_count_requests(server):
     srv, _ = server
-    from trtis_build.smoke import count_successes
+    from trtis_build.serving.smoke import count_successes
 
     deadline = time.monotonic() + 10
     while count_successes(srv.metrics()).get("addsub", 0) < 6 and time.monotonic() < deadline:

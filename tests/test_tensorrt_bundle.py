@@ -14,16 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from trtis_build import process, tensorrt
-from trtis_build.bundle import sha256_file
-from trtis_build.discover import PluginId
+from trtis_build.core import process
+from trtis_build.frameworks.tensorrt import config_header, headers, plugin_check, registry
+from trtis_build.core.files import sha256_file
+from trtis_build.frameworks.tensorrt.names import PluginId
 
 from .conftest import (EXAMPLE_TF, REPO, TRT10, TRT10_ENV, make_project, needs_tf, needs_trt10, trtis,
                        write_small_base)
 from .trt_build import cuda_home, nvcc_path
 
 ADDSUB = PluginId("TRTISExampleAddSub", "1", "trtis")
-HEADERS = tensorrt.find_tensorrt()
+HEADERS = headers.find_tensorrt()
 
 pytestmark = [
     pytest.mark.compile, pytest.mark.tensorrt, pytest.mark.tensorflow, needs_tf,
@@ -104,7 +105,7 @@ def test_with_a_tensorrt_10_runtime_the_build_checks_that_the_shim_registers(pro
     assert plugin_entry(again["manifest"])["autoload"]["registered"] is True
     # What Triton's plugins= does with the published path: dlopen after TensorRT is loaded.
     shim = root / "build" / "bundle" / autoload["path"]
-    probe = tensorrt.probe_registry([shim], lookups=[ADDSUB], dlopen=True, extra_env=TRT10_ENV)
+    probe = registry.probe_registry([shim], lookups=[ADDSUB], dlopen=True, extra_env=TRT10_ENV)
     [load] = probe.libraries
     assert load.registered == (ADDSUB,) and probe.found(ADDSUB)
 
@@ -143,11 +144,11 @@ def test_the_shim_under_ld_preload_loads_tensorrt_itself_and_registers(project, 
     shim = (root / "build" / "bundle" / "tensorrt" / "autoload" / "libaddsub.so").resolve()
     [lean] = (TRT10 / "tensorrt_lean_libs").glob("libnvinfer_lean.so.10")
     (tmp_path / "libnvinfer.so.10").symlink_to(lean)
-    probe = tensorrt.probe_registry([], lookups=[ADDSUB], extra_env={
+    probe = registry.probe_registry([], lookups=[ADDSUB], extra_env={
         **TRT10_ENV, "LD_PRELOAD": str(shim), "LD_LIBRARY_PATH": str(tmp_path)})
     assert probe.version.startswith("10.") and probe.found(ADDSUB)
     # Without it on the library path, the shim says what to do and the process runs on.
-    alone = tensorrt.probe_registry([], lookups=[ADDSUB], extra_env={**TRT10_ENV, "LD_PRELOAD": str(shim)})
+    alone = registry.probe_registry([], lookups=[ADDSUB], extra_env={**TRT10_ENV, "LD_PRELOAD": str(shim)})
     assert not alone.found(ADDSUB) and alone.crash is None
 
 
@@ -167,7 +168,7 @@ def test_server_image_hands_triton_the_shim_and_the_shim_registers(project, tmp_
     the plugin when merely dlopened into a TensorRT 10 registry (what Triton's plugins= does)."""
     import tarfile
 
-    from trtis_build import oci
+    from trtis_build.image import oci
 
     root, _ = project
     out = tmp_path / "image"
@@ -191,5 +192,5 @@ def test_server_image_hands_triton_the_shim_and_the_shim_registers(project, tmp_
     plan = json.loads(done.output.strip().splitlines()[-1])
     shim = ops_dir / "tensorrt" / "autoload" / "libaddsub.so"
     assert f"--backend-config=tensorrt,plugins={shim}" in plan["command"]
-    probe = tensorrt.probe_registry([shim], lookups=[ADDSUB], dlopen=True, extra_env=TRT10_ENV)
+    probe = registry.probe_registry([shim], lookups=[ADDSUB], dlopen=True, extra_env=TRT10_ENV)
     assert probe.libraries[0].registered == (ADDSUB,) and probe.found(ADDSUB)

@@ -16,16 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from trtis_build import process, tensorrt
-from trtis_build.discover import PluginId, load_op
-from trtis_build.errors import CommandError
+from trtis_build.core import process
+from trtis_build.frameworks.tensorrt import config_header, headers, plugin_check, registry
+from trtis_build.frameworks.tensorrt.names import PluginId
+from trtis_build.ops.discover import load_op
+from trtis_build.core.errors import CommandError
 
 from .conftest import TRT10_ENV, needs_trt10
 from .trt_build import build_autoload, build_plugin, cuda_home, nvcc_path
 
 REPO = Path(__file__).resolve().parent.parent
 ADDSUB = PluginId("TRTISExampleAddSub", "1", "trtis")
-HEADERS = tensorrt.find_tensorrt()
+HEADERS = headers.find_tensorrt()
 HAS_LEAN = any(importlib.util.find_spec(m) for m in ("tensorrt", "tensorrt_lean"))
 
 pytestmark = [
@@ -71,7 +73,7 @@ def libraries(addsub_op, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def check_program(tmp_path_factory):
-    return tensorrt.build_check_program(cxx="g++", headers=HEADERS, cuda_include=cuda_home() / "include",
+    return plugin_check.build_check_program(cxx="g++", headers=HEADERS, cuda_include=cuda_home() / "include",
                                         out_dir=tmp_path_factory.mktemp("check"))
 
 
@@ -112,7 +114,7 @@ def test_exports_and_nothing_undefined_beyond_the_c_runtimes(libraries, which):
 def test_check_program_passes(libraries, check_program, which):
     if which not in libraries:
         pytest.skip("nvcc not found")
-    result = tensorrt.run_plugin_check(check_program, [libraries[which]], expect=[ADDSUB])
+    result = plugin_check.run_plugin_check(check_program, [libraries[which]], expect=[ADDSUB])
     assert result.ok, result.failures
     assert result.plugins == [ADDSUB]
     [lib] = result.report["libraries"]
@@ -127,7 +129,7 @@ def test_check_program_passes(libraries, check_program, which):
 
 
 def test_check_program_compares_with_op_toml_both_ways(libraries, check_program):
-    result = tensorrt.run_plugin_check(check_program, [libraries["nocuda"]],
+    result = plugin_check.run_plugin_check(check_program, [libraries["nocuda"]],
                                        expect=[PluginId("TRTISExampleAddSub", "1", "elsewhere")])
     assert not result.ok
     text = "\n".join(result.failures)
@@ -141,14 +143,14 @@ def test_check_program_compares_with_op_toml_both_ways(libraries, check_program)
     ("float32[5]", "getOutputDataTypes failed", "expects 2 inputs and 2 outputs"),
 ])
 def test_check_program_reports_what_the_plugin_refuses(libraries, check_program, inputs, failure, logged):
-    result = tensorrt.run_plugin_check(check_program, [libraries["nocuda"]], extra_args=["--inputs", inputs])
+    result = plugin_check.run_plugin_check(check_program, [libraries["nocuda"]], extra_args=["--inputs", inputs])
     assert not result.ok and failure in "\n".join(result.failures)
     # The plugin's own message reached TensorRT's logger through setLoggerFinder.
     assert any(logged in line for line in result.report["log"]), result.report["log"]
 
 
 def test_enqueue_without_a_gpu_fails_clearly_after_the_other_checks(libraries, check_program):
-    result = tensorrt.run_plugin_check(check_program, [libraries["nocuda"]], enqueue=True)
+    result = plugin_check.run_plugin_check(check_program, [libraries["nocuda"]], enqueue=True)
     assert not result.ok
     assert any(f.startswith("--enqueue: needs a CUDA runtime and a GPU") for f in result.failures)
     assert result.plugins == [ADDSUB]  # the structural checks still ran
@@ -160,7 +162,7 @@ def test_check_program_crash_is_an_error_with_the_command(tmp_path, check_progra
     library = tmp_path / "libcrash.so"
     process.run(["g++", "-shared", "-fPIC", "-o", str(library), str(source)], stage="test")
     with pytest.raises(CommandError, match="died of signal 11") as error:
-        tensorrt.run_plugin_check(check_program, [library])
+        plugin_check.run_plugin_check(check_program, [library])
     assert str(library) in error.value.command
 
 
@@ -169,7 +171,7 @@ def test_check_program_crash_is_an_error_with_the_command(tmp_path, check_progra
 @needs_registry
 @needs_nvcc
 def test_registry_loads_the_library_and_finds_the_triple(libraries):
-    probe = tensorrt.probe_registry([libraries["addsub"]], lookups=[ADDSUB, PluginId(ADDSUB.name, "1", "")])
+    probe = registry.probe_registry([libraries["addsub"]], lookups=[ADDSUB, PluginId(ADDSUB.name, "1", "")])
     assert probe.crash is None and probe.module in ("tensorrt", "tensorrt_lean")
     [load] = probe.libraries
     assert load.loaded and load.registered == (ADDSUB,) and load.refusal is None
@@ -181,7 +183,7 @@ def test_registry_loads_the_library_and_finds_the_triple(libraries):
 @needs_nvcc
 def test_one_plugin_name_in_two_namespaces_loads_side_by_side(libraries):
     other = PluginId(ADDSUB.name, "1", "other")
-    probe = tensorrt.probe_registry([libraries["addsub"], libraries["other_ns"]], lookups=[ADDSUB, other])
+    probe = registry.probe_registry([libraries["addsub"], libraries["other_ns"]], lookups=[ADDSUB, other])
     assert [load.loaded for load in probe.libraries] == [True, True]
     assert [load.registered for load in probe.libraries] == [(ADDSUB,), (other,)]
     assert probe.found(ADDSUB) and probe.found(other)
@@ -190,7 +192,7 @@ def test_one_plugin_name_in_two_namespaces_loads_side_by_side(libraries):
 @needs_registry
 @needs_nvcc
 def test_the_same_triple_twice_is_refused_with_tensorrts_reason(libraries):
-    probe = tensorrt.probe_registry([libraries["addsub"], libraries["copy"]], lookups=[ADDSUB])
+    probe = registry.probe_registry([libraries["addsub"], libraries["copy"]], lookups=[ADDSUB])
     first, second = probe.libraries
     assert first.loaded and not second.loaded and second.registered == ()
     assert "plugin creator of TRTISExampleAddSub exists already" in second.refusal
@@ -203,7 +205,7 @@ def test_a_library_without_getcreators_is_refused_not_a_crash(tmp_path, librarie
     source.write_text('extern "C" int unrelated() { return 0; }\n')
     library = tmp_path / "libempty.so"
     process.run(["g++", "-shared", "-fPIC", "-o", str(library), str(source)], stage="test")
-    probe = tensorrt.probe_registry([library, libraries["nocuda"]], lookups=[ADDSUB])
+    probe = registry.probe_registry([library, libraries["nocuda"]], lookups=[ADDSUB])
     empty, nocuda = probe.libraries
     assert not empty.loaded and "getCreators" in empty.refusal
     assert nocuda.loaded and probe.found(ADDSUB)  # a CPU-only build registers the same way
@@ -217,7 +219,7 @@ def test_loadlibrary_refuses_a_library_without_setloggerfinder(tmp_path):
                       ' { n = 0; return nullptr; }\n')
     library = tmp_path / "libnofinder.so"
     process.run(["g++", "-shared", "-fPIC", "-o", str(library), str(source)], stage="test")
-    [load] = tensorrt.probe_registry([library]).libraries
+    [load] = registry.probe_registry([library]).libraries
     assert not load.loaded and "setLoggerFinder" in load.refusal
 
 
@@ -227,7 +229,7 @@ def test_a_crash_inside_tensorrt_is_reported_with_the_library(tmp_path):
     source.write_text(CRASHING_LIBRARY)
     library = tmp_path / "libcrash.so"
     process.run(["g++", "-shared", "-fPIC", "-o", str(library), str(source)], stage="test")
-    probe = tensorrt.probe_registry([library])
+    probe = registry.probe_registry([library])
     assert probe.crash == f"the TensorRT registry probe died of signal 11 while loading {library}"
 
 
@@ -243,7 +245,7 @@ def test_report_is_json_with_a_header_version(libraries, check_program):
 @needs_nvcc
 def test_plain_dlopen_registers_nothing(libraries):
     # What Triton's TensorRT backend does with plugins=: dlopen(RTLD_NOW | RTLD_LOCAL), no getCreators.
-    probe = tensorrt.probe_registry([libraries["addsub"]], lookups=[ADDSUB], dlopen=True)
+    probe = registry.probe_registry([libraries["addsub"]], lookups=[ADDSUB], dlopen=True)
     assert probe.libraries[0].loaded and probe.libraries[0].registered == () and not probe.found(ADDSUB)
 
 
@@ -259,7 +261,7 @@ def autoload(libraries):
 @needs_trt10
 def test_autoload_shim_registers_its_sibling_on_dlopen(autoload):
     other = PluginId(ADDSUB.name, "1", "other")
-    probe = tensorrt.probe_registry([autoload["addsub"], autoload["other_ns"]], lookups=[ADDSUB, other],
+    probe = registry.probe_registry([autoload["addsub"], autoload["other_ns"]], lookups=[ADDSUB, other],
                                     dlopen=True, extra_env=TRT10_ENV)
     assert probe.version.startswith("10.") and probe.crash is None
     first, second = probe.libraries
@@ -271,7 +273,7 @@ def test_autoload_shim_registers_its_sibling_on_dlopen(autoload):
 
 @needs_trt10
 def test_autoload_shim_reports_a_duplicate_triple(autoload):
-    probe = tensorrt.probe_registry([autoload["addsub"], autoload["copy"]], lookups=[ADDSUB], dlopen=True,
+    probe = registry.probe_registry([autoload["addsub"], autoload["copy"]], lookups=[ADDSUB], dlopen=True,
                                     extra_env=TRT10_ENV)
     first, second = probe.libraries
     assert first.registered == (ADDSUB,) and second.registered == ()
@@ -281,7 +283,7 @@ def test_autoload_shim_reports_a_duplicate_triple(autoload):
 
 @needs_registry
 def test_autoload_shim_refuses_another_tensorrt_major(autoload):
-    probe = tensorrt.probe_registry([autoload["addsub"]], lookups=[ADDSUB], dlopen=True)
+    probe = registry.probe_registry([autoload["addsub"]], lookups=[ADDSUB], dlopen=True)
     if probe.version.startswith("10."):
         pytest.skip("the default TensorRT runtime here is 10.x")
     [load] = probe.libraries

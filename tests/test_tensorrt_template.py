@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from trtis_build import tensorrt
-from trtis_build.discover import PluginId, load_op
-from trtis_build.scaffold import TEMPLATES, render_template
+from trtis_build.frameworks.tensorrt import config_header, headers, plugin_check, registry
+from trtis_build.frameworks.tensorrt.names import PluginId
+from trtis_build.ops.discover import load_op
+from trtis_build.ops.scaffold import KERNEL_TEMPLATES, render_template
 
 from .trt_build import build_plugin, cuda_home, nvcc_path
 
 REPO = Path(__file__).resolve().parent.parent
-KERNEL_TEMPLATES = ("{{name}}_kernel.h.in", "{{name}}_kernel.cc.in", "{{name}}_kernel.cu.in")
+KERNEL_FILES = ("{{name}}_kernel.h.in", "{{name}}_kernel.cc.in", "{{name}}_kernel.cu.in")
 
 
 def write_op(root: Path, name: str, plugin_name: str, *, cuda: bool = True) -> Path:
@@ -40,16 +41,20 @@ def test_rendered_files_have_no_tokens_left(tmp_path):
 def test_rendered_op_toml_declares_the_plugin_with_the_project_namespace(tmp_path):
     write_op(tmp_path, "my_op", "MyOp")
     op = load_op(tmp_path / "ops" / "tensorrt" / "my_op", "tensorrt", root=tmp_path, default_namespace="proj")
-    assert op.plugins == (PluginId("MyOp", "1", "proj"),)
+    assert op.declared == (PluginId("MyOp", "1", "proj"),)
     assert [p.name for p in op.sources] == ["my_op_plugin.cc"]
     assert [p.name for p in op.kernel_sources] == ["my_op_kernel.cc"]
     assert [p.name for p in op.cuda_sources] == ["my_op_kernel.cu"]
 
 
-def test_kernel_templates_are_the_tensorflow_ones():
-    # One kernel shape for both frameworks: when the TF kernel template changes, copy it here.
-    for name in KERNEL_TEMPLATES:
-        assert (TEMPLATES / "tensorrt" / name).read_text() == (TEMPLATES / "tensorflow" / name).read_text(), name
+def test_both_frameworks_render_the_one_shared_kernel():
+    # One framework-free kernel template for every framework's adapter (ops/templates/kernel/).
+    tf = render_template("tensorflow", "my_op", "MyOp")
+    trt = render_template("tensorrt", "my_op", "MyOp")
+    for name in KERNEL_FILES:
+        rendered = name.replace("{{name}}", "my_op").removesuffix(".in")
+        assert (KERNEL_TEMPLATES / name).is_file(), name
+        assert tf[rendered] == trt[rendered], name
 
 
 def test_shipped_addsub_plugin_is_the_template_rendered():
@@ -64,7 +69,7 @@ def test_shipped_addsub_plugin_is_the_template_rendered():
     assert body(rendered).replace("Addsub", "AddSub") == body(shipped)
 
 
-HEADERS = tensorrt.find_tensorrt()
+HEADERS = headers.find_tensorrt()
 
 
 @pytest.mark.compile
@@ -78,13 +83,13 @@ def test_scaffolded_op_builds_and_passes_its_checks_unedited(tmp_path, cuda):
     directory = write_op(tmp_path, "scaled_op", "ScaledOp", cuda=cuda)
     op = load_op(directory, "tensorrt", root=tmp_path, default_namespace="trtis")
     library = build_plugin(op, tmp_path / "build", HEADERS, cuda=cuda)
-    program = tensorrt.build_check_program(cxx="g++", headers=HEADERS, cuda_include=cuda_home() / "include",
+    program = plugin_check.build_check_program(cxx="g++", headers=HEADERS, cuda_include=cuda_home() / "include",
                                            out_dir=tmp_path / "check")
     expected = PluginId("ScaledOp", "1", "trtis")
-    result = tensorrt.run_plugin_check(program, [library], expect=[expected])
+    result = plugin_check.run_plugin_check(program, [library], expect=[expected])
     assert result.ok, result.failures
     [plugin] = result.report["libraries"][0]["plugins"]
     assert plugin["outputs"] == [{"type": "float32", "shape": [2, 3, 257]}] * 2
     if any(importlib.util.find_spec(m) for m in ("tensorrt", "tensorrt_lean")):
-        probe = tensorrt.probe_registry([library], lookups=[expected])
+        probe = registry.probe_registry([library], lookups=[expected])
         assert probe.libraries[0].loaded and probe.found(expected)

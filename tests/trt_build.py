@@ -18,9 +18,11 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from trtis_build import process
-from trtis_build.discover import OpSpec, PluginId
-from trtis_build.tensorrt import TensorRTHeaders, write_plugin_config
+from trtis_build.core import process
+from trtis_build.frameworks.tensorrt.names import PluginId
+from trtis_build.ops.discover import OpSpec
+from trtis_build.frameworks.tensorrt.config_header import write_plugin_config
+from trtis_build.frameworks.tensorrt.headers import TensorRTHeaders
 
 # One SASS arch keeps the tests fast; the real build compiles the configured list.
 TEST_ARCH = os.environ.get("TRTIS_TEST_CUDA_ARCH", "90")
@@ -46,9 +48,9 @@ def build_plugin(op: OpSpec, out_dir: Path, headers: TensorRTHeaders, *, cuda: b
     home = cuda_home()
     assert home is not None, "CUDA headers are needed: the TensorRT headers include cuda_runtime_api.h"
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = replace(op, plugins=plugins) if plugins else op
+    spec = replace(op, declared=plugins) if plugins else op
     config_dir = out_dir / "config"
-    write_plugin_config(config_dir, spec.name, spec.plugins)
+    write_plugin_config(config_dir, spec.name, spec.declared)
     includes = [f"-I{config_dir}"] + [f"-I{d}" for d in spec.include_dirs]
     cxx = ["g++", "-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra",
            "-isystem", str(headers.include_dir), "-isystem", str(home / "include"), *includes]

@@ -32,8 +32,8 @@ build_plugin() {  # name plugin_name adapter.cc kernel.cc kernel.cu
   python3 - "$dir/cfg" "$name" "$plugin" <<'EOF' || return 1
 import sys
 sys.path.insert(0, ".")
-from trtis_build.discover import PluginId
-from trtis_build.tensorrt import write_plugin_config
+from trtis_build.frameworks.tensorrt.names import PluginId
+from trtis_build.frameworks.tensorrt.config_header import write_plugin_config
 write_plugin_config(sys.argv[1], sys.argv[2], [PluginId(sys.argv[3], "1", "trtis")])
 EOF
   local inc=(-I"$dir/cfg" -I"$(dirname "$adapter")" -I"$(dirname "$kcc")")

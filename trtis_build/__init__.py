@@ -10,7 +10,8 @@ __all__ = ["__version__", "load_bundle"]
 
 
 def load_bundle(path=None, **kwargs):
-    """Load the bundle's TensorFlow op libraries into this process (see loader.load_bundle)."""
-    from .loader import load_bundle as _load_bundle
+    """Load the bundle's TensorFlow op libraries into this process
+    (frameworks/tensorflow/loader.py)."""
+    from .frameworks.tensorflow.loader import load_bundle as _load_bundle
 
     return _load_bundle(path, **kwargs)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from trtis_build import harness  # noqa: E402
+from trtis_build.testing import harness  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from trtis_build import harness, process
+from trtis_build.core import process
+from trtis_build.testing import harness
 
 pytestmark = pytest.mark.gpu
 

@@ -1,5 +1,6 @@
 """Stage 4: configure CMake with Ninja from the plan and build; then hand the outputs to
-the bundle stage. Concurrent builds of one tree are serialized by an OS file lock."""
+the bundle stage (`build` below runs the whole pipeline). Concurrent builds of one tree are
+serialized by an OS file lock."""
 
 from __future__ import annotations
 
@@ -11,17 +12,24 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from . import bundle as bundle_stage
-from . import names, process, toolchain as toolchain_stage
-from .config import Options
-from .discover import discover
-from .errors import BuildError, ConfigError
-from .locking import BuildLock
+from .. import frameworks as framework_seams
+from ..core import process
+from ..core.errors import BuildError, ConfigError
+from ..core.locks import FileLock
+from ..core.options import Options
+from ..ops import names
+from ..ops.discover import discover
+from . import toolchain as toolchain_stage
 from .plan import BuildPlan, make_plan, write_plan
 
+if TYPE_CHECKING:  # the bundle stage sits above this one: it is handed in, never imported
+    from ..bundle.publish import Bundle
+
 CMAKE_SOURCE_DIR = Path(__file__).parent / "cmake"
+# A second build of one tree waits for the first; past this it gives up with a message.
+LOCK_TIMEOUT_S = 3600.0
 # gcc/clang "file:line:col: error: ..." and nvcc/cudafe "file(line): error: ...".
 DIAGNOSTIC = re.compile(r"^(?P<loc>[^\s:()][^:()]*(?::\d+(?::\d+)?|\(\d+\))): (?:fatal )?error\b.*$")
 
@@ -29,7 +37,7 @@ DIAGNOSTIC = re.compile(r"^(?P<loc>[^\s:()][^:()]*(?::\d+(?::\d+)?|\(\d+\))): (?
 @dataclass(frozen=True)
 class BuildResult:
     plan: BuildPlan
-    bundle: bundle_stage.Bundle
+    bundle: "Bundle"
     toolchain: toolchain_stage.Toolchain
     steps: tuple[tuple[str, float], ...]   # (step, seconds) for the summary
     compiled: bool                         # False when Ninja had nothing to do
@@ -60,34 +68,7 @@ class Progress:
 
 
 def load_toolchain(options: Options, refresh: bool = False) -> toolchain_stage.Toolchain:
-    return toolchain_stage.load(python=options.python,
-                                tensorrt_root=options.tensorrt_root, refresh=refresh)
-
-
-def _tf_shim(options: Options, tc: toolchain_stage.Toolchain) -> Path | None:
-    """TensorFlow's GPU headers include CUDA through third_party/gpus/...; the CPU wheel
-    does not ship that path. Point it at the found CUDA toolkit (classic layout only)."""
-    if tc.cuda is None:
-        return None
-    shim = options.build_dir / "tf-shim"
-    link = shim / "third_party" / "gpus" / "cuda" / "include"
-    if not link.is_symlink() or os.readlink(link) != tc.cuda.include_dir:
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(tc.cuda.include_dir)
-    return shim
-
-
-def _has_tensorrt_runtime(options: Options, ops) -> bool:
-    if not any(op.framework == "tensorrt" for op in ops):
-        return True  # nothing to check: do not look
-    from . import tensorrt as trt_support
-
-    if options.tensorrt_python_path:
-        trt_support.runtime_env(options.tensorrt_python_path)  # a bad setting is an error, before compiling
-        return True
-    return trt_support.has_runtime()
+    return toolchain_stage.load(python=options.python, options=options, refresh=refresh)
 
 
 def _configure(options: Options, tc: toolchain_stage.Toolchain, plan_path: Path, progress: Progress) -> None:
@@ -125,24 +106,28 @@ def _build_error(message, **kwargs) -> BuildError:
     return BuildError(message, diagnostics=diagnostics(kwargs.get("output_tail", "")), **kwargs)
 
 
-class _EarlyProbe:
-    """Starts the TensorFlow registry probe when Ninja reports its first step (so a no-op
-    build, where Ninja has no work, never starts TensorFlow) and makes sure it never outlives
-    the build."""
+class _EarlyProbes:
+    """Starts the frameworks' registry probes (start_early_probe) when Ninja reports its
+    first step (so a no-op build, where Ninja has no work, starts no framework) and makes
+    sure none outlives the build."""
 
-    def __init__(self, tc, wanted: bool):
-        self.tc, self.wanted, self.pending = tc, wanted, None
+    def __init__(self, tc, names: list[str]):
+        self.tc, self.names, self.pending, self.started = tc, names, {}, False
 
     def on_ninja_line(self, line: str) -> None:
-        if self.wanted and self.pending is None and line.startswith("["):
-            self.pending = bundle_stage.start_tensorflow_probe(self.tc)
+        if self.names and not self.started and line.startswith("["):
+            self.started = True
+            for name in self.names:
+                probe = framework_seams.get(name).start_early_probe(self.tc.framework(name))
+                if probe is not None:
+                    self.pending[name] = probe
 
     def __enter__(self):
         return self
 
     def __exit__(self, *_):
-        if self.pending is not None:
-            self.pending.cancel()  # unused (the cache knew the library) or already finished
+        for probe in self.pending.values():
+            probe.cancel()  # unused (the cache knew the library) or already finished
 
 
 def _compile(options: Options, tc, plan: BuildPlan, progress: Progress, targets: list[str] | None,
@@ -168,12 +153,14 @@ def _compile(options: Options, tc, plan: BuildPlan, progress: Progress, targets:
     return "no work to do" not in result.output
 
 
-def build(options: Options, *, progress: Progress | None = None, dry_run: bool = False,
-          frameworks: tuple[str, ...] | None = None, kernels_only: bool = False) -> BuildResult | BuildPlan:
-    """discover -> names -> toolchain -> plan -> CMake/Ninja -> bundle. Returns the plan alone
-    for dry_run."""
+def build(options: Options, *, publish: Callable[..., "Bundle"], progress: Progress | None = None,
+          dry_run: bool = False, frameworks: tuple[str, ...] | None = None,
+          kernels_only: bool = False) -> BuildResult | BuildPlan:
+    """discover -> names -> toolchain -> plan -> CMake/Ninja -> `publish` (the bundle stage's,
+    handed in: bundle.publish.build calls this). Returns the plan alone for dry_run."""
     progress = progress or Progress()
-    with BuildLock(options.build_dir / ".lock", on_wait=progress.echo):
+    with FileLock(options.build_dir / ".lock", what="another build of this tree",
+                  timeout=LOCK_TIMEOUT_S, on_wait=progress.echo):
         with progress.step("discover"):
             ops = discover(options.root, default_namespace=options.tensorrt_namespace)
         if not ops:
@@ -181,33 +168,32 @@ def build(options: Options, *, progress: Progress | None = None, dry_run: bool =
                               hint="create one with `trtis-build ops add NAME`")
         with progress.step("toolchain"):
             tc = load_toolchain(options)
-            names.check_declared(ops, tc.tensorflow.builtin_ops if tc.tensorflow else frozenset())
+            names.check_declared(ops, tc.frameworks)
         if options.cuda_arch and tc.cuda:
             unsupported = [a for a in options.cuda_arch if a not in tc.cuda.sass_archs]
             if unsupported:
                 raise ConfigError(f"nvcc {tc.cuda.version} cannot generate code for sm_{', sm_'.join(unsupported)}",
                                   where=f"--cuda-arch ({options.sources.get('cuda_arch', 'default')})",
                                   hint=f"supported: {', '.join(tc.cuda.sass_archs)}")
-        plan = make_plan(ops, tc, output_dir=options.build_dir / "out", no_cuda=options.no_cuda,
-                         cuda_archs=options.cuda_arch, shim_dir=options.build_dir / "tf-shim",
-                         generated_dir=options.build_dir / "generated", frameworks=frameworks,
-                         tensorrt_runtime=_has_tensorrt_runtime(options, ops))
+        plan = make_plan(ops, tc, output_dir=options.build_dir / "out", build_dir=options.build_dir,
+                         no_cuda=options.no_cuda, cuda_archs=options.cuda_arch, frameworks=frameworks,
+                         options=options)
         plan_path = options.build_dir / "plan.cmake"
         write_plan(plan, plan_path)
         if dry_run:
             return plan
         toolchain_stage.require_build_tools(tc)
-        if any(op.gpu_sources for op in ops):
-            _tf_shim(options, tc)
-        bundle_stage.write_generated_headers(plan, options.build_dir / "generated")
+        planned = sorted({t.framework for t in plan.targets})
+        by_key = {op.key: op for op in ops}
+        for name in planned:
+            framework_seams.get(name).prepare([by_key[t.key] for t in plan.targets if t.framework == name],
+                                              tc, options.build_dir)
         _configure(options, tc, plan_path, progress)
         targets = [f"{t.cmake_prefix}_harness" for t in plan.targets if t.harness] if kernels_only else None
-        wants_probe = not kernels_only and tc.tensorflow is not None and any(
-            t.framework == "tensorflow" for t in plan.targets)
-        with _EarlyProbe(tc, wants_probe) as early:
+        with _EarlyProbes(tc, [] if kernels_only else planned) as early:
             compiled = _compile(options, tc, plan, progress, targets, on_line=early.on_ninja_line)
             with progress.step("bundle"):
-                result = bundle_stage.publish(plan, tc, options, built_dir=options.build_dir / "out",
-                                              kernels_only=kernels_only, early_tf_probe=early.pending)
+                result = publish(plan, tc, options, built_dir=options.build_dir / "out",
+                                 kernels_only=kernels_only, early_probes=early.pending)
         return BuildResult(plan=plan, bundle=result, toolchain=tc, steps=tuple(progress.steps),
                            compiled=compiled)

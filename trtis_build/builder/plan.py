@@ -10,14 +10,15 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .discover import OpSpec
+from typing import Any
+
+from .. import frameworks as framework_seams
+from ..core.files import write_text_if_changed
+from ..ops.discover import OpSpec
 from .toolchain import Toolchain
 
 # --threads=0: one nvcc compiles its per-arch code in parallel (a touched .cu rebuilds faster).
 NVCC_BASE_FLAGS = ("-O3", "-std=c++17", "-Xcompiler=-fPIC", "-Xcompiler=-fvisibility=hidden", "--threads=0")
-
-# Built once per TensorRT op as tensorrt/autoload/lib<op>.so (see the file's header comment).
-AUTOLOAD_SOURCE = Path(__file__).parent / "checks" / "trtis_autoload.cc"
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,14 @@ class Target:
     library: str                  # path inside the bundle, e.g. "tensorflow/libaddsub.so"
     harness: str | None           # framework-free kernels library, when CUDA kernels are built
     cuda: bool                    # CUDA code compiled into this library
-    sources: dict[str, list[str]] = field(default_factory=dict)
-    # TensorRT only: the shim that registers `library` when merely dlopened (Triton's plugins=).
-    autoload: str | None = None
+    sources: dict[str, list[str]] = field(default_factory=dict)   # the CMake function's arguments
+    # Further libraries of this op (the framework's extra_outputs): kind -> path in the bundle.
+    extras: dict[str, str] = field(default_factory=dict)
 
     @property
     def cmake_prefix(self) -> str:
-        """CMake target name prefix (TrtisOps.cmake): tf_<op> / trt_<op>."""
-        return {"tensorflow": "tf", "tensorrt": "trt"}[self.framework] + "_" + self.name
+        """CMake target name (frameworks/<name>/<name>.cmake), e.g. tf_<op>."""
+        return f"{framework_seams.get(self.framework).cmake_prefix}_{self.name}"
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,14 @@ class BuildPlan:
         for name, value in sorted(self.variables.items()):
             lines.append(f"set({name} {_cmake_list(value)})")
         lines.append("")
+        planned = sorted({target.framework for target in self.targets})
+        for name in planned:  # each framework's CMake functions (builder/cmake has the shared ones)
+            lines.append(f"include({_quote(str(framework_seams.get(name).cmake_file))})")
+        lines.append("")
         by_key = {op.key: op for op in self.ops}
         for target in self.targets:
             op = by_key[target.key]
-            function = "trtis_tensorflow_op" if target.framework == "tensorflow" else "trtis_tensorrt_plugin"
-            lines.append(f"{function}({target.name}")
+            lines.append(f"{framework_seams.get(target.framework).cmake_function}({target.name}")
             for arg, values in target.sources.items():
                 if values:
                     lines.append(f"  {arg} {_cmake_list(values)}")
@@ -98,13 +102,13 @@ def _paths(paths) -> list[str]:
     return [str(p) for p in paths]
 
 
-def make_plan(ops: list[OpSpec], toolchain: Toolchain, *, output_dir: Path, no_cuda: bool = False,
-              cuda_archs: tuple[str, ...] | None = None, shim_dir: Path | None = None,
-              generated_dir: Path | None = None, frameworks: tuple[str, ...] | None = None,
-              tensorrt_runtime: bool = True) -> BuildPlan:
+def make_plan(ops: list[OpSpec], toolchain: Toolchain, *, output_dir: Path, build_dir: Path | None = None,
+              no_cuda: bool = False, cuda_archs: tuple[str, ...] | None = None,
+              frameworks: tuple[str, ...] | None = None, options: Any = None) -> BuildPlan:
     """Decide what to build and with which flags. `frameworks` limits the build (e.g. only
-    TensorFlow ops); ops of a framework whose headers are missing, or TensorRT ops when no
-    TensorRT Python runtime can check them (`tensorrt_runtime`), are skipped with a reason."""
+    TensorFlow ops); an op its framework cannot build with this toolchain (skip_reason:
+    headers missing...) is skipped with the reason."""
+    build_dir = build_dir or output_dir.parent
     cuda_enabled = toolchain.cuda is not None and not no_cuda
     archs: tuple[str, ...] = ()
     ptx = None
@@ -122,54 +126,31 @@ def make_plan(ops: list[OpSpec], toolchain: Toolchain, *, output_dir: Path, no_c
         variables.update({
             "TRTIS_NVCC": toolchain.cuda.nvcc,
             "TRTIS_NVCC_FLAGS": list(nvcc_flags),
-            "TRTIS_CUDA_INCLUDE_DIR": toolchain.cuda.include_dir,
             "TRTIS_CUDART_STATIC": toolchain.cuda.cudart_static,
         })
-    tf = toolchain.tensorflow
-    if tf:
-        definitions = [flag[2:] for flag in tf.compile_flags if flag.startswith("-D")]
-        variables.update({
-            "TRTIS_TF_INCLUDE_DIR": tf.include_dir,
-            "TRTIS_TF_LIB_DIR": tf.lib_dir,
-            "TRTIS_TF_FRAMEWORK_LIB": tf.framework_lib,
-            "TRTIS_TF_DEFINITIONS": definitions,
-            "TRTIS_TF_SHIM_DIR": str(shim_dir) if shim_dir else "",
-        })
-    if toolchain.tensorrt:
-        variables["TRTIS_TRT_INCLUDE_DIR"] = toolchain.tensorrt.include_dir
-        variables["TRTIS_AUTOLOAD_SOURCE"] = str(AUTOLOAD_SOURCE)
     if toolchain.cuda:
-        # TensorRT's headers include cuda_runtime_api.h, also in a --no-cuda build.
+        # Framework headers may include cuda_runtime_api.h (TensorRT's do), also in a --no-cuda build.
         variables["TRTIS_CUDA_INCLUDE_DIR"] = toolchain.cuda.include_dir
     targets, skipped = [], []
     for op in ops:
-        reason = _skip_reason(op, toolchain, frameworks, tensorrt_runtime)
+        seam = framework_seams.get(op.framework)
+        if frameworks is not None and op.framework not in frameworks:
+            reason = f"not selected (building {', '.join(frameworks)} only)"
+        else:
+            reason = seam.skip_reason(op, toolchain, options)
         if reason:
             skipped.append((op.key, reason))
             continue
-        targets.append(_target(op, cuda_enabled, generated_dir))
+        targets.append(_target(op, cuda_enabled, build_dir))
+    for name in sorted({target.framework for target in targets}):
+        variables.update(framework_seams.get(name).cmake_variables(toolchain.framework(name), toolchain, build_dir))
     return BuildPlan(cuda_enabled=cuda_enabled, cuda_archs=archs, ptx_arch=ptx, nvcc_flags=nvcc_flags,
                      variables=variables, targets=tuple(targets), skipped=tuple(skipped),
                      ops=tuple(ops))
 
 
-def _skip_reason(op: OpSpec, toolchain: Toolchain, frameworks: tuple[str, ...] | None,
-                 tensorrt_runtime: bool = True) -> str | None:
-    if frameworks is not None and op.framework not in frameworks:
-        return f"not selected (building {', '.join(frameworks)} only)"
-    if op.framework == "tensorflow" and toolchain.tensorflow is None:
-        return "TensorFlow not found (pip install 'trtis-build[tf]')"
-    if op.framework == "tensorrt" and toolchain.tensorrt is None:
-        return "TensorRT headers not found (--tensorrt-root DIR or TENSORRT_ROOT)"
-    if op.framework == "tensorrt" and toolchain.cuda is None:
-        return "TensorRT headers need the CUDA runtime headers (install the CUDA toolkit or set CUDA_HOME)"
-    if op.framework == "tensorrt" and not tensorrt_runtime:
-        return ("no TensorRT Python runtime to check the plugins in a real registry before publishing "
-                "(pip install 'trtis-build[trt]', or --tensorrt-python-path DIR)")
-    return None
-
-
-def _target(op: OpSpec, cuda_enabled: bool, generated_dir: Path | None) -> Target:
+def _target(op: OpSpec, cuda_enabled: bool, build_dir: Path) -> Target:
+    seam = framework_seams.get(op.framework)
     sources = {
         "SOURCES": _paths(op.sources),
         "KERNEL_SOURCES": _paths(op.kernel_sources),
@@ -177,28 +158,15 @@ def _target(op: OpSpec, cuda_enabled: bool, generated_dir: Path | None) -> Targe
         "INCLUDE_DIRS": _paths(op.include_dirs),
         "CXX_FLAGS": list(op.cxx_flags),
         "CUDA_FLAGS": list(op.cuda_flags),
+        **seam.target_arguments(op, build_dir, cuda_enabled),
     }
-    if op.framework == "tensorflow":
-        sources["GPU_SOURCES"] = _paths(op.gpu_sources)
-    elif generated_dir is not None:
-        sources["CONFIG_HEADER_DIR"] = [str(generated_dir / op.framework / op.name)]
-    builds_cuda = cuda_enabled and op.has_cuda
     return Target(key=op.key, framework=op.framework, name=op.name,
                   library=f"{op.framework}/lib{op.name}.so",
                   harness=f"kernels/{op.framework}-{op.name}.so" if cuda_enabled and op.cuda_sources else None,
-                  cuda=builds_cuda, sources=sources,
-                  autoload=f"tensorrt/autoload/lib{op.name}.so" if op.framework == "tensorrt" else None)
+                  cuda=cuda_enabled and op.has_cuda, sources=sources, extras=seam.extra_outputs(op))
 
 
 def write_plan(plan: BuildPlan, path: Path) -> bool:
     """Write the CMake plan and its JSON twin; return True when the CMake text changed."""
-    text = plan.cmake_text()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    json_path = path.with_suffix(".json")
-    json_text = json.dumps(plan.to_json(), indent=1, default=str)
-    if not json_path.is_file() or json_path.read_text() != json_text:
-        json_path.write_text(json_text)
-    if path.is_file() and path.read_text() == text:
-        return False
-    path.write_text(text)
-    return True
+    write_text_if_changed(path.with_suffix(".json"), json.dumps(plan.to_json(), indent=1, default=str))
+    return write_text_if_changed(path, plan.cmake_text())

@@ -1,14 +1,14 @@
-"""Find the tools a build needs: C++ compiler, CMake, Ninja, nvcc, TensorFlow, TensorRT.
+"""Find the tools a build needs: C++ compiler, CMake, Ninja, nvcc, and each framework
+(frameworks/<name>: locate, detect).
 
-Detection runs tools and imports TensorFlow in a subprocess, so the result is cached in
-<build>/toolchain.json under a fingerprint of cheap facts (paths, file sizes and mtimes,
+Detection runs tools and imports frameworks in subprocesses, so the result is cached in the
+user cache directory under a fingerprint of cheap facts (paths, file sizes and mtimes,
 relevant environment). A no-op rebuild reads the cache and imports nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import process
-from .errors import ToolchainError
+from .. import frameworks
+from ..core import process
+from ..core.errors import ToolchainError
+from ..core.files import user_cache_dir, write_text_atomic
 
-CACHE_SCHEMA = 2
-PROBES = Path(__file__).parent / "probes"
-JSON_MARK = "@@TRTIS-JSON@@"
+CACHE_SCHEMA = 3
 # CMake needs 3.24 for CUDA_ARCHITECTURES with -real/-virtual suffixes and CUDA 13.
 MIN_CMAKE = (3, 24)
 ENV_KEYS = ("CXX", "CUDACXX", "CUDA_HOME", "CUDA_PATH", "TENSORRT_ROOT", "PATH")
@@ -47,35 +47,19 @@ class CudaInfo:
 
 
 @dataclass(frozen=True)
-class TensorFlowInfo:
-    python: str
-    version: str
-    include_dir: str
-    lib_dir: str
-    framework_lib: str        # e.g. libtensorflow_framework.so.2
-    cxx11_abi: int
-    compile_flags: tuple[str, ...]
-    builtin_ops: frozenset[str] = field(repr=False, default=frozenset())
-
-
-@dataclass(frozen=True)
-class TensorRTInfo:
-    include_dir: str
-    version: str
-    source: str
-
-
-@dataclass(frozen=True)
 class Toolchain:
     python: str
     cxx: Tool
     cmake: Tool | None
     ninja: Tool | None
     cuda: CudaInfo | None
-    tensorflow: TensorFlowInfo | None
-    tensorrt: TensorRTInfo | None
+    # framework name -> what its detect() found (None: not installed)
+    frameworks: Mapping[str, Any] = field(default_factory=dict)
     problems: tuple[str, ...] = ()   # what is missing, each with the command that fixes it
     fingerprint: str = ""
+
+    def framework(self, name: str) -> Any:
+        return self.frameworks.get(name)
 
     def default_cuda_archs(self) -> tuple[str, ...]:
         """One SASS target per major architecture from sm_75 up (binary compatibility covers
@@ -98,12 +82,9 @@ class Toolchain:
             "cmake": asdict(self.cmake) if self.cmake else None,
             "cuda": ({"version": self.cuda.version, "nvcc": self.cuda.nvcc}
                      if self.cuda else None),
-            "tensorflow": ({"version": self.tensorflow.version,
-                            "cxx11_abi": self.tensorflow.cxx11_abi,
-                            "framework_lib": self.tensorflow.framework_lib}
-                           if self.tensorflow else None),
-            "tensorrt": ({"version": self.tensorrt.version, "source": self.tensorrt.source}
-                         if self.tensorrt else None),
+            **{seam.name: (seam.manifest_toolchain(self.framework(seam.name))
+                           if self.framework(seam.name) is not None else None)
+               for seam in frameworks.all()},
         }
 
 
@@ -119,29 +100,17 @@ def _stat_key(path: str | os.PathLike | None) -> str:
     return f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _find_tensorflow_dir(python: str) -> str | None:
-    """The installed tensorflow package directory, found without importing it."""
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
-        spec = importlib.util.find_spec("tensorflow")
-        return str(Path(spec.origin).parent) if spec and spec.origin else None
-    out = process.capture([python, "-c", "import importlib.util as u; s = u.find_spec('tensorflow');"
-                           "print(s.origin if s and s.origin else '')"], stage="toolchain", check=False)
-    origin = out.strip().splitlines()[-1] if out.strip() else ""
-    return str(Path(origin).parent) if origin.endswith("__init__.py") else None
-
-
 def _which(name: str, env: Mapping[str, str]) -> str | None:
     return shutil.which(name, path=env.get("PATH", os.defpath))
 
 
-def _locate(env: Mapping[str, str], python: str, tensorrt_root: Path | None) -> dict[str, str | None]:
+def _locate(env: Mapping[str, str], python: str, options: Any) -> dict[str, Any]:
     return {
         "cxx": env.get("CXX") or _which("g++", env) or _which("c++", env),
         "cmake": _which("cmake", env),
         "ninja": _which("ninja", env),
         "nvcc": _find_nvcc(env),
-        "tensorflow_dir": _find_tensorflow_dir(python),
-        "tensorrt_root": str(tensorrt_root) if tensorrt_root else None,
+        "frameworks": {seam.name: seam.locate(env, python, options) for seam in frameworks.all()},
     }
 
 
@@ -161,16 +130,15 @@ def _find_nvcc(env: Mapping[str, str]) -> str | None:
     return str(default) if default.is_file() else None
 
 
-def fingerprint(located: Mapping[str, str | None], python: str, env: Mapping[str, str]) -> str:
-    parts = [f"schema={CACHE_SCHEMA}", f"python={_stat_key(python)}",
-             f"detector={_stat_key(__file__)}", f"trt_support={_stat_key(Path(__file__).with_name('tensorrt.py'))}"]
-    for key, path in sorted(located.items()):
-        parts.append(f"{key}={_stat_key(path)}")
-    tf_dir = located.get("tensorflow_dir")
-    if tf_dir:
-        parts.append(f"tf_init={_stat_key(Path(tf_dir, '__init__.py'))}")
-    trt_lens = importlib.util.find_spec("kernel_lens") if not located.get("tensorrt_root") else None
-    parts.append(f"kernel_lens={trt_lens.origin if trt_lens else '-'}")
+def fingerprint(located: Mapping[str, Any], python: str, env: Mapping[str, str]) -> str:
+    parts = [f"schema={CACHE_SCHEMA}", f"python={_stat_key(python)}", f"detector={_stat_key(__file__)}"]
+    for key in ("cxx", "cmake", "ninja", "nvcc"):
+        parts.append(f"{key}={_stat_key(located[key])}")
+    for seam in frameworks.all():
+        # The framework's own module is part of its detector.
+        parts.append(f"{seam.name}.detector={_stat_key(Path(sys.modules[type(seam).__module__].__file__))}")
+        for key, path in sorted(located["frameworks"][seam.name].items()):
+            parts.append(f"{seam.name}.{key}={_stat_key(path)}")
     parts += [f"env.{k}={env.get(k, '')}" for k in ENV_KEYS]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
@@ -202,40 +170,10 @@ def _detect_cuda(nvcc: str) -> CudaInfo:
                     cudart_static=str(lib), sass_archs=sass)
 
 
-def _run_probe(python: str, script: str, *args: str, stage: str) -> Any:
-    out = process.capture([python, str(PROBES / script), *args], stage=stage,
-                          extra_env={"TF_CPP_MIN_LOG_LEVEL": "3"})
-    if JSON_MARK not in out:
-        raise ToolchainError(f"{script} printed no result", hint="run `trtis-build doctor`")
-    return json.loads(out.rsplit(JSON_MARK, 1)[1])
-
-
-def _detect_tensorflow(python: str, tf_dir: str) -> TensorFlowInfo:
-    data = _run_probe(python, "tf_probe.py", "info", stage="toolchain")
-    link_flags = data["link_flags"]
-    framework_lib = next((f.removeprefix("-l:") for f in link_flags if f.startswith("-l:")),
-                         "libtensorflow_framework.so.2")
-    return TensorFlowInfo(python=python, version=data["version"], include_dir=data["include_dir"],
-                          lib_dir=data["lib_dir"], framework_lib=framework_lib,
-                          cxx11_abi=data["cxx11_abi"], compile_flags=tuple(data["compile_flags"]),
-                          builtin_ops=frozenset(data["builtin_ops"]))
-
-
-def _detect_tensorrt(tensorrt_root: str | None) -> TensorRTInfo | None:
-    try:
-        from . import tensorrt as trt_support
-    except ImportError:  # TensorRT support module not present in this build of the tool
-        return None
-    found = trt_support.find_tensorrt(Path(tensorrt_root) if tensorrt_root else None)
-    if found is None:
-        return None
-    return TensorRTInfo(include_dir=str(found.include_dir), version=found.version, source=found.source)
-
-
-def detect(*, python: str, env: Mapping[str, str], tensorrt_root: Path | None = None,
-           located: Mapping[str, str | None] | None = None, fp: str = "") -> Toolchain:
-    """Run every detection (slow: nvcc, and a TensorFlow import in a subprocess)."""
-    located = located or _locate(env, python, tensorrt_root)
+def detect(*, python: str, env: Mapping[str, str], options: Any = None,
+           located: Mapping[str, Any] | None = None, fp: str = "") -> Toolchain:
+    """Run every detection (slow: nvcc, and framework imports in subprocesses)."""
+    located = located or _locate(env, python, options)
     problems = []
     if not located["cxx"]:
         raise ToolchainError("no C++ compiler found (g++ or $CXX)",
@@ -254,25 +192,21 @@ def detect(*, python: str, env: Mapping[str, str], tensorrt_root: Path | None = 
     if cuda is None:
         problems.append("nvcc not found: CUDA kernels are skipped (set CUDACXX or CUDA_HOME, "
                         "or install the CUDA toolkit); CPU kernels still build")
-    tensorflow = _detect_tensorflow(python, located["tensorflow_dir"]) if located["tensorflow_dir"] else None
-    if tensorflow is None:
-        problems.append(f"TensorFlow not found for {python}: pip install 'trtis-build[tf]' "
-                        "(tensorflow-cpu==2.21.0); TensorFlow ops are skipped")
-    tensorrt = _detect_tensorrt(located["tensorrt_root"])
-    if tensorrt is None:
-        problems.append("TensorRT headers not found: pass --tensorrt-root DIR or set TENSORRT_ROOT "
-                        "(for CI: pip install --no-deps kernel-lens==2.0.1); TensorRT plugins are skipped")
+    found = {}
+    for seam in frameworks.all():
+        found[seam.name] = seam.detect(located["frameworks"][seam.name], python, options)
+        if found[seam.name] is None:
+            problems.append(seam.missing())
     return Toolchain(python=python, cxx=cxx, cmake=cmake, ninja=ninja, cuda=cuda,
-                     tensorflow=tensorflow, tensorrt=tensorrt, problems=tuple(problems),
-                     fingerprint=fp)
+                     frameworks=found, problems=tuple(problems), fingerprint=fp)
 
 
 # --- cache -----------------------------------------------------------------------------------
 
 def _to_json(tc: Toolchain) -> dict[str, Any]:
     data = asdict(tc)
-    if tc.tensorflow:
-        data["tensorflow"]["builtin_ops"] = sorted(tc.tensorflow.builtin_ops)
+    data["frameworks"] = {name: (frameworks.get(name).info_to_json(info) if info is not None else None)
+                          for name, info in tc.frameworks.items()}
     return data
 
 
@@ -280,31 +214,24 @@ def _from_json(data: dict[str, Any]) -> Toolchain:
     def tool(d):
         return Tool(**d) if d else None
 
-    tf = data.get("tensorflow")
+    found = {seam.name: (seam.info_from_json(data["frameworks"][seam.name])
+                         if data["frameworks"][seam.name] is not None else None)
+             for seam in frameworks.all()}
     return Toolchain(
         python=data["python"], cxx=Tool(**data["cxx"]), cmake=tool(data["cmake"]),
         ninja=tool(data["ninja"]),
         cuda=CudaInfo(**{**data["cuda"], "sass_archs": tuple(data["cuda"]["sass_archs"])}) if data["cuda"] else None,
-        tensorflow=TensorFlowInfo(**{**tf, "compile_flags": tuple(tf["compile_flags"]),
-                                     "builtin_ops": frozenset(tf["builtin_ops"])}) if tf else None,
-        tensorrt=TensorRTInfo(**data["tensorrt"]) if data.get("tensorrt") else None,
-        problems=tuple(data["problems"]), fingerprint=data["fingerprint"])
-
-
-def user_cache_dir(env: Mapping[str, str]) -> Path:
-    """Shared by every project of this user: the fingerprint says when an entry is stale."""
-    if env.get("TRTIS_BUILD_CACHE_DIR"):
-        return Path(env["TRTIS_BUILD_CACHE_DIR"])
-    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trtis-build"
+        frameworks=found, problems=tuple(data["problems"]), fingerprint=data["fingerprint"])
 
 
 def load(*, cache_dir: Path | None = None, python: str | None = None,
-         env: Mapping[str, str] | None = None, tensorrt_root: Path | None = None,
+         env: Mapping[str, str] | None = None, options: Any = None,
          refresh: bool = False) -> Toolchain:
-    """The toolchain, from the cache when its fingerprint still matches."""
+    """The toolchain, from the cache when its fingerprint still matches. options: the
+    resolved Options, read by the frameworks (e.g. tensorrt_root)."""
     env = os.environ if env is None else env
     python = python or sys.executable
-    located = _locate(env, python, tensorrt_root)
+    located = _locate(env, python, options)
     fp = fingerprint(located, python, env)
     cache_dir = cache_dir or user_cache_dir(env)
     cache = cache_dir / f"toolchain-{fp}.json"
@@ -315,11 +242,9 @@ def load(*, cache_dir: Path | None = None, python: str | None = None,
                 return _from_json(data)
         except (ValueError, KeyError, TypeError):
             pass  # unreadable cache: detect again
-    toolchain = detect(python=python, env=env, tensorrt_root=tensorrt_root, located=located, fp=fp)
+    toolchain = detect(python=python, env=env, options=options, located=located, fp=fp)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_to_json(toolchain), indent=1))
-    os.replace(tmp, cache)
+    write_text_atomic(cache, json.dumps(_to_json(toolchain), indent=1))
     return toolchain
 
 

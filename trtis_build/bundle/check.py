@@ -2,8 +2,8 @@
 
 Per library: the file exists and matches its manifest sha256; which SASS and PTX
 architectures its CUDA code carries (and, with --gpu-arch, whether any of it runs there);
-for TensorRT plugin libraries, the C++ plugin check program (dlopen, getCreators, create,
-output types and shapes, clone, serialize and recreate)."""
+then each framework's own check of its libraries (check_bundle: for TensorRT, the C++ plugin
+check program)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ import json
 import sys
 from pathlib import Path
 
+from trtis_server.manifest import autoload_entry
+
+from .. import frameworks
+from ..builder import toolchain as toolchain_stage
+from ..core.errors import BundleError
+from ..core.files import sha256_file
 from . import fatbin
-from .bundle import read_manifest, sha256_file
-from .discover import PluginId
-from .errors import BundleError
+from .manifest import read_manifest
 
 
 def _check_library(bundle, library: dict, gpu_arch: str | None) -> dict:
@@ -38,31 +42,6 @@ def _check_library(bundle, library: dict, gpu_arch: str | None) -> dict:
     return entry
 
 
-def run_plugin_check(options, libraries: list[Path], expect: list[PluginId]) -> dict:
-    """The C++ plugin check (built once per headers) on plugin libraries, as a report dict:
-    {"ok", "failures", "warnings", "plugins"}, or {"skipped": why} without the headers."""
-    from . import build as build_stage, tensorrt as trt_support
-
-    tc = build_stage.load_toolchain(options)
-    headers = trt_support.find_tensorrt(options.tensorrt_root)
-    if headers is None or tc.cuda is None:
-        return {"skipped": "TensorRT or CUDA headers not found (needed to build the check program)"}
-    program = trt_support.build_check_program(cxx=tc.cxx.path, headers=headers,
-                                              cuda_include=Path(tc.cuda.include_dir),
-                                              out_dir=options.build_dir / "checks")
-    result = trt_support.run_plugin_check(program, libraries, expect=expect)
-    return {"ok": result.ok, "failures": list(result.failures), "warnings": list(result.warnings),
-            "plugins": [str(p) for p in result.plugins]}
-
-
-def _plugin_check(options, bundle, manifest) -> dict | None:
-    libraries = [lib for lib in manifest["libraries"] if lib["framework"] == "tensorrt"]
-    if not libraries:
-        return None
-    expect = [PluginId(p["name"], p["version"], p["namespace"]) for lib in libraries for p in lib["plugins"]]
-    return run_plugin_check(options, [bundle / lib["path"] for lib in libraries], expect)
-
-
 def check_bundle(options, *, gpu_arch: str | None = None, as_json: bool = False) -> int:
     bundle = options.bundle_dir
     manifest = read_manifest(bundle)
@@ -70,14 +49,24 @@ def check_bundle(options, *, gpu_arch: str | None = None, as_json: bool = False)
         gpu_arch = gpu_arch.removeprefix("sm_")
     entries = [_check_library(bundle, lib, gpu_arch) for lib in manifest["libraries"]]
     entries += [_check_library(bundle, lib, gpu_arch) for lib in manifest["kernel_libraries"]]
-    # TensorRT autoload shims: host code only (no CUDA), checked against their manifest sha256.
-    entries += [_check_library(bundle, {**lib["autoload"], "cuda_archs": []}, gpu_arch)
-                for lib in manifest["libraries"] if lib.get("autoload")]
-    plugins = _plugin_check(options, bundle, manifest)
-    report = {"bundle": str(bundle), "libraries": entries, "plugin_check": plugins}
+    # Autoload shims: host code only (no CUDA), checked against their manifest sha256.
+    entries += [_check_library(bundle, {**shim, "cuda_archs": []}, gpu_arch)
+                for shim in (autoload_entry(lib, bundle) for lib in manifest["libraries"])
+                if shim and shim.get("sha256")]
+    report = {"bundle": str(bundle), "libraries": entries}
     problems = [f"{e['path']}: {p}" for e in entries for p in e["problems"]]
-    if plugins and plugins.get("ok") is False:
-        problems += [f"plugin check: {f}" for f in plugins["failures"]]
+    tc = None
+    for seam in frameworks.all():
+        libraries = [lib for lib in manifest["libraries"] if lib["framework"] == seam.name]
+        if seam.check_name is None:
+            continue
+        checked = None
+        if libraries:
+            tc = tc or toolchain_stage.load(python=options.python, options=options)
+            checked = seam.check_bundle(options, tc, bundle, libraries)
+        report[seam.check_name] = checked
+        if checked and checked.get("ok") is False:
+            problems += [f"{seam.check_name.replace('_', ' ')}: {f}" for f in checked["failures"]]
     if as_json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -88,8 +77,11 @@ def check_bundle(options, *, gpu_arch: str | None = None, as_json: bool = False)
             if gpu_arch and "runs_on" in e:
                 extra += f"  sm_{gpu_arch}: {e['runs_on'] or 'nothing runs'}"
             print(f"{status} {e['path']}{extra}", file=sys.stderr)
-        if plugins:
-            print(f"plugin check: {'ok' if plugins.get('ok') else plugins}", file=sys.stderr)
+        for seam in frameworks.all():
+            checked = report.get(seam.check_name) if seam.check_name else None
+            if checked:
+                print(f"{seam.check_name.replace('_', ' ')}: {'ok' if checked.get('ok') else checked}",
+                      file=sys.stderr)
     if problems:
         raise BundleError("bundle check failed: " + "; ".join(problems), where=bundle,
                           hint="rebuild with `trtis-build ops build` (use --cuda-arch to add architectures)")

@@ -22,8 +22,10 @@ import struct
 from pathlib import Path
 from typing import Mapping
 
-from . import elf, process
-from .errors import BundleError
+from trtis_server import elf
+
+from ..core import process
+from ..core.errors import BundleError
 
 _ARCH = re.compile(r"^(?:sm_|compute_)?(\d+)([af]?)$")
 _LISTED = re.compile(r"^(ELF|PTX) file\s+\d+:\s+\S*?\.(?:sm|compute)_(\d+[af]?)\.(?:cubin|ptx)\s*$")
@@ -105,13 +107,6 @@ def _with_cuobjdump(tool: str, path: Path) -> dict[str, list[str]]:
     return {"sass": _sort(found["ELF"]), "ptx": _sort(found["PTX"])}
 
 
-def _elf_section(data: bytes, wanted: str, path: Path) -> bytes | None:
-    for name, _kind, _flags, offset, size in elf.sections(data, path):
-        if name == wanted:
-            return data[offset:offset + size]
-    return None
-
-
 def read_fatbin(path: str | os.PathLike) -> dict[str, list[str]]:
     """The same listing as cuda_archs(), read from the `.nv_fatbin` section's headers.
 
@@ -121,8 +116,7 @@ def read_fatbin(path: str | os.PathLike) -> dict[str, list[str]]:
     flags at 40.
     """
     path = Path(path)
-    data = path.read_bytes()
-    section = _elf_section(data, ".nv_fatbin", path)
+    section = elf.section_bytes(path, ".nv_fatbin")
     found: dict[int, set[str]] = {_KIND_PTX: set(), _KIND_ELF: set()}
     pos = 0
     while section and pos + 16 <= len(section):

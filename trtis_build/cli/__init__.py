@@ -9,10 +9,10 @@ import os
 import sys
 from typing import Sequence
 
-from . import __version__
-from .errors import TrtisBuildError
+from .. import __version__
+from ..core.errors import TrtisBuildError
 
-# Each module in trtis_build/commands/ adds its subcommands with register(subparsers).
+# Each module of this package adds its subcommands with register(subparsers).
 COMMAND_MODULES = ("ops", "doctor", "serving", "image")
 
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="project root (default: nearest directory upwards with ops/)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        importlib.import_module(f".commands.{name}", __package__).register(subparsers)
+        importlib.import_module(f".{name}", __package__).register(subparsers)
     return parser
 
 

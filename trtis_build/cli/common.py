@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import Options, find_project_root, resolve_options
+from ..core.options import Options, find_project_root, resolve_options
 
 
 def add_build_options(parser) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import platform
 import sys
 
-from .. import build as build_stage
+from .. import frameworks
+from ..builder.driver import load_toolchain
 from .common import add_build_options, options_from, print_json
 
 
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
 
 def cmd_doctor(args) -> int:
     options = options_from(args)
-    tc = build_stage.load_toolchain(options, refresh=args.refresh)
+    tc = load_toolchain(options, refresh=args.refresh)
     archs = tc.default_cuda_archs()
     report = {
         "python": {"path": tc.python, "version": platform.python_version()},
@@ -28,12 +29,8 @@ def cmd_doctor(args) -> int:
         "ninja": vars(tc.ninja) if tc.ninja else None,
         "cuda": ({"nvcc": tc.cuda.nvcc, "version": tc.cuda.version, "supported_archs": list(tc.cuda.sass_archs),
                   "default_archs": list(archs), "cudart_static": tc.cuda.cudart_static} if tc.cuda else None),
-        "tensorflow": ({"version": tc.tensorflow.version, "include_dir": tc.tensorflow.include_dir,
-                        "lib_dir": tc.tensorflow.lib_dir, "framework_lib": tc.tensorflow.framework_lib,
-                        "cxx11_abi_flag": f"-D_GLIBCXX_USE_CXX11_ABI={tc.tensorflow.cxx11_abi}"}
-                       if tc.tensorflow else None),
-        "tensorrt": vars(tc.tensorrt) if tc.tensorrt else None,
-        "tensorrt_runtime": _tensorrt_runtime(options, tc),
+        **{key: value for seam in frameworks.all()
+           for key, value in seam.doctor(tc.framework(seam.name), options).items()},
         "problems": list(tc.problems),
         "fingerprint": tc.fingerprint,
     }
@@ -43,19 +40,6 @@ def cmd_doctor(args) -> int:
         _print_report(report)
     missing_required = tc.cmake is None or tc.ninja is None
     return 4 if missing_required else 0
-
-
-def _tensorrt_runtime(options, tc) -> dict | None:
-    """The TensorRT Python runtime the bundle's registry checks use, and whether its major
-    matches the headers (only then are the autoload shims checked for registration)."""
-    from .. import tensorrt as trt_support
-
-    version = trt_support.runtime_version(options.tensorrt_python_path)
-    if version is None and options.tensorrt_python_path is None:
-        return None
-    same = bool(version and tc.tensorrt and version.split(".")[0] == tc.tensorrt.version.split(".")[0])
-    return {"version": version, "python_path": str(options.tensorrt_python_path or "") or None,
-            "checks_autoload_registration": same}
 
 
 def _print_report(report: dict) -> None:
@@ -74,24 +58,9 @@ def _print_report(report: dict) -> None:
         line("", f"default:   sm_{', sm_'.join(cuda['default_archs'])} + PTX compute_{cuda['default_archs'][-1]}")
     else:
         line("nvcc", "not found (CPU kernels only)")
-    tf = report["tensorflow"]
-    if tf:
-        line("tensorflow", f"{tf['version']}  {tf['cxx11_abi_flag']}")
-        line("", f"include: {tf['include_dir']}")
-        line("", f"library: {tf['lib_dir']}/{tf['framework_lib']}")
-    else:
-        line("tensorflow", "not found")
-    trt = report["tensorrt"]
-    line("tensorrt", f"{trt['version']} headers ({trt['include_dir']}, from {trt['source']})" if trt else "not found")
-    runtime = report["tensorrt_runtime"]
-    if runtime:
-        where = f" from {runtime['python_path']}" if runtime["python_path"] else ""
-        line("", f"runtime for the registry checks: {runtime['version'] or 'none found'}{where}")
-        if trt and not runtime["checks_autoload_registration"]:
-            line("", f"autoload shims: loaded but not checked for registration (needs a TensorRT "
-                     f"{trt['version'].split('.')[0]} runtime: --tensorrt-python-path DIR)")
-    elif trt:
-        line("", "runtime for the registry checks: none (pip install 'trtis-build[trt]')")
+    for seam in frameworks.all():
+        for label, text in seam.doctor_lines(report):
+            line(label, text)
     if report["problems"]:
         print("problems:")
         for problem in report["problems"]:

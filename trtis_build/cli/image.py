@@ -8,17 +8,17 @@ import shutil
 import time
 from pathlib import Path
 
-from ..errors import CommandError, ConfigError
+from ..core.errors import CommandError, ConfigError
 from .common import info, options_from, print_json
 
 
 def _version_pair(text: str) -> tuple[str, str]:
-    from ..image import FRAMEWORKS
+    from ..image.compose import VERSIONED
 
     name, sep, version = text.partition("=")
-    if not sep or name not in FRAMEWORKS or not version:
+    if not sep or name not in VERSIONED or not version:
         raise argparse.ArgumentTypeError(f"expected FRAMEWORK=VERSION with FRAMEWORK one of "
-                                         f"{', '.join(FRAMEWORKS)}, e.g. tensorflow=2.21.0")
+                                         f"{', '.join(VERSIONED)}, e.g. tensorflow=2.21.0")
     return name, version
 
 
@@ -70,7 +70,7 @@ def register(subparsers) -> None:
 
 
 def _git(root: Path, *args: str) -> str | None:
-    from .. import process
+    from ..core import process
 
     if shutil.which("git") is None:
         return None
@@ -95,15 +95,18 @@ def _bundle_dir(args, options) -> Path:
         return Path(args.bundle).resolve()
     if args.no_build:
         return options.bundle_dir
-    from .. import build as build_stage
+    from ..bundle.publish import build
 
     info("bundle: building if needed")
-    result = build_stage.build(options)
+    result = build(options)
     return result.bundle.path
 
 
 def cmd_server(args) -> int:
-    from .. import defaultbase, image, imagebase, oci
+    from ..core.files import swap_directory, user_cache_dir
+    from ..image import base as imagebase
+    from ..image import compose as image
+    from ..image import oci
 
     started = time.monotonic()
     options = options_from(args)
@@ -116,7 +119,7 @@ def cmd_server(args) -> int:
         # It is replaced as a whole at the end: never take a directory that is not an image.
         raise ConfigError(f"--out {out} exists and is not an OCI image layout",
                           where=out, hint="give a new directory or one an earlier `trtis-build server` wrote")
-    cache = defaultbase.cache_dir()
+    cache = user_cache_dir()
     base_is_registry = args.base is not None and _looks_remote(args.base)
     # Append in place: push into the base's own registry and keep no local copy -> read only
     # the base's manifest and config; its layers are mounted registry-side.
@@ -148,7 +151,7 @@ def cmd_server(args) -> int:
             result["dockerfile"] = str(image.write_dockerfile(composed, settings, Path(args.dockerfile)))
             info(f"dockerfile: {result['dockerfile']}")
         if not remote:
-            image.publish_dir(work, out)
+            swap_directory(work, out)
             composed = _relocated(composed, out)
             info(f"image layout: {out} (skopeo copy oci:{out}:{image.image_tag(args.tag)} ...)")
         if args.push:
@@ -176,7 +179,7 @@ def _provenance_args(args, root: Path) -> tuple[str | None, str | None]:
 def _relocated(composed, out: Path):
     from dataclasses import replace
 
-    from ..oci import Layout
+    from ..image.oci import Layout
 
     return replace(composed, layout=Layout(out))
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import build as build_stage
-from ..discover import discover
+from .. import frameworks
+from ..builder.driver import Progress
+from ..bundle.publish import build
+from ..ops.discover import discover
 from .common import add_build_options, info, options_from, print_json
 
 
@@ -16,7 +18,7 @@ def register(subparsers) -> None:
 
     add = sub.add_parser("add", help="create ops/<framework>/NAME from a template")
     add.add_argument("name", help="op directory name: a Python-style identifier, e.g. addsub")
-    add.add_argument("--framework", choices=("tensorflow", "tensorrt"), default="tensorflow")
+    add.add_argument("--framework", choices=frameworks.names(), default="tensorflow")
     add.add_argument("--no-cuda", action="store_true", help="CPU kernel only (no .cu file)")
     add.add_argument("--op-name", help="registered op/plugin name (default: CamelCase of NAME)")
     add.set_defaults(handler=cmd_add)
@@ -49,7 +51,7 @@ def register(subparsers) -> None:
 
 
 def cmd_add(args) -> int:
-    from ..scaffold import scaffold
+    from ..ops.scaffold import scaffold
 
     options = options_from(args)
     created = scaffold(options.root, args.name, framework=args.framework, cuda=not args.no_cuda,
@@ -67,8 +69,8 @@ def _op_record(op, root: Path) -> dict:
 
     return {"name": op.name, "framework": op.framework, "version": op.version,
             "directory": str(op.directory.relative_to(root)), "layout": op.layout,
-            "ops": list(op.tf_ops),
-            "plugins": [{"name": p.name, "version": p.version, "namespace": p.namespace} for p in op.plugins],
+            "ops": [], "plugins": [], **frameworks.get(op.framework).list_fields(op),
+            "registers": list(op.registered_names),
             "sources": rel(op.sources), "kernel_sources": rel(op.kernel_sources),
             "cuda_sources": rel(op.cuda_sources), "gpu_sources": rel(op.gpu_sources),
             "tests": rel(op.tests), "description": op.description}
@@ -85,8 +87,7 @@ def cmd_list(args) -> int:
         info(f"no ops under {options.ops_dir}; create one with `trtis-build ops add NAME`")
         return 0
     for r in records:
-        names = ", ".join(r["ops"]) or ", ".join(
-            f"{p['namespace'] + '::' if p['namespace'] else ''}{p['name']} v{p['version']}" for p in r["plugins"])
+        names = ", ".join(r["registers"])
         print(f"{r['framework']}/{r['name']}  v{r['version']}  {r['layout']}  registers: {names}")
         files = r["sources"] + r["kernel_sources"] + r["cuda_sources"] + r["gpu_sources"]
         print(f"    sources: {' '.join(files)}")
@@ -95,11 +96,9 @@ def cmd_list(args) -> int:
 
 def cmd_build(args) -> int:
     options = options_from(args)
-    progress = build_stage.Progress()
+    progress = Progress()
     info(f"trtis-build: building ops in {options.root}")
-    result = build_stage.build(options, progress=progress, dry_run=args.dry_run,
-                               kernels_only=args.kernels_only,
-                               frameworks=None)
+    result = build(options, progress=progress, dry_run=args.dry_run, kernels_only=args.kernels_only)
     if args.dry_run:
         plan = result
         if args.json:
@@ -134,14 +133,14 @@ def _report_build(result, options, as_json: bool) -> None:
 
 
 def cmd_test(args) -> int:
-    from ..testing import run_op_tests
+    from ..testing.op_tests import run_op_tests
 
     options = options_from(args)
     return run_op_tests(options, gpu=args.gpu, as_json=args.json, pytest_args=args.pytest_args)
 
 
 def cmd_check(args) -> int:
-    from ..check import check_bundle
+    from ..bundle.check import check_bundle
 
     options = options_from(args)
     return check_bundle(options, gpu_arch=args.gpu_arch, as_json=args.json)

@@ -10,17 +10,17 @@ import sys
 import threading
 from pathlib import Path
 
-from ..errors import ServerError
+from ..core.errors import ServerError
 
 
 def _root(args) -> Path:
-    from ..config import find_project_root
+    from ..core.options import find_project_root
 
     return find_project_root(Path(args.root) if args.root else Path.cwd())
 
 
 def _options(args):
-    from ..config import resolve_options
+    from ..core.options import resolve_options
 
     return resolve_options(root=_root(args), env=os.environ, cli={})
 
@@ -112,7 +112,7 @@ def register(subparsers) -> None:
 
 
 def _model_add(args) -> int:
-    from ..model_repo import add_model
+    from ..frameworks.tensorflow.serving import add_model
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     options = _options(args)
@@ -133,13 +133,13 @@ def _model_add(args) -> int:
 
 
 def _settings(args, command: str, echo):
-    from ..serve import ServerSettings
+    from ..serving.server import ServerSettings
 
     options = _options(args)
     log_file = Path(args.log_file).resolve() if args.log_file else options.build_dir / "serve" / f"{command}.log"
     tritonserver = Path(args.tritonserver) if args.tritonserver else None
     if args.image:
-        from .. import imagerun
+        from ..image import run as imagerun
 
         if args.tritonserver:
             raise ServerError("--image and --tritonserver both name the server to run; give one")
@@ -183,7 +183,7 @@ class _Stopper:
 
 
 def _serve(args) -> int:
-    from ..serve import TritonServer, discover_models, format_statuses
+    from ..serving.server import TritonServer, discover_models, format_statuses
 
     settings = _settings(args, "serve", None if args.quiet else _stderr_echo)
     names = args.only or discover_models(settings.models_dir)
@@ -212,7 +212,7 @@ def _serve(args) -> int:
 
 
 def _smoke(args) -> int:
-    from ..smoke import format_report, run_smoke
+    from ..serving.smoke import format_report, run_smoke
 
     settings = _settings(args, "smoke", _stderr_echo if args.verbose else None)
     with _Stopper():

@@ -176,7 +176,3 @@ def resolve_options(*, root: Path, env: Mapping[str, str], cli: Mapping[str, Any
         origin[name] = "command line"
     values.setdefault("bundle_dir", values["build_dir"] / "bundle")
     return Options(root=root, sources=origin, **values)
-
-
-def with_overrides(options: Options, **changes: Any) -> Options:
-    return replace(options, **changes)

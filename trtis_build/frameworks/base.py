@@ -77,6 +77,7 @@ class Framework:
     # environment variables) and how many version parts must agree with the bundle's.
     base_version_keys: tuple[str, ...] = ()
     skew_parts = 1
+    check_name: str | None = None   # `ops check` report key of check_bundle's result, if any
 
     @property
     def directory(self) -> Path:
@@ -91,8 +92,9 @@ class Framework:
         return self.directory / f"{self.name}.cmake"
 
     # ops stage --------------------------------------------------------------------------
-    def declare(self, data: Mapping[str, Any], op_toml: Path, *, settings: Mapping[str, Any]) -> tuple:
-        """What op.toml says the library registers; each item's str() is its unique name."""
+    def declare(self, data: Mapping[str, Any], op_toml: Path, *, default_namespace: str) -> tuple:
+        """What op.toml says the library registers; each item's str() is its unique name.
+        default_namespace: the project's namespace for frameworks whose names have one."""
         raise NotImplementedError
 
     def builtin_conflicts(self, op: "OpSpec", info: Any) -> list[str]:
@@ -102,6 +104,10 @@ class Framework:
     def scaffold_names(self, registered: str) -> dict[str, str]:
         """Template tokens for `ops add --op-name`, after validating the name."""
         return {}
+
+    def bare_names(self, op: "OpSpec") -> set[str]:
+        """The declared names without qualifiers (what `ops add --op-name` may not reuse)."""
+        return set(op.registered_names)
 
     def conflict_hint(self) -> str:
         return "each name must belong to one op: rename one of them"
@@ -185,9 +191,19 @@ class Framework:
         """Labels (after org.trtis-build.) naming what this framework's libraries register."""
         return {}
 
-    # doctor -----------------------------------------------------------------------------
-    def doctor(self, info: Any, options: Any) -> dict | None:
-        return None
+    def image_warnings(self, libraries: list[dict], bundle_dir: Path) -> list[str]:
+        """What composing an image with these manifest entries should warn about."""
+        return []
 
-    def doctor_lines(self, report: dict | None) -> list[tuple[str, str]]:
-        return [(self.name, "found" if report else "not found")]
+    # ops list and doctor -----------------------------------------------------------------
+    def list_fields(self, op: "OpSpec") -> dict[str, Any]:
+        """`ops list --json` fields of what the op declares (e.g. TensorFlow's "ops")."""
+        return {}
+
+    def doctor(self, info: Any, options: Any) -> dict[str, Any]:
+        """`doctor --json` keys this framework reports (its name: the facts, or None)."""
+        return {self.name: None if info is None else {"found": True}}
+
+    def doctor_lines(self, report: dict) -> list[tuple[str, str]]:
+        """(label, text) lines of `doctor` from the whole report."""
+        return [(self.name, "found" if report.get(self.name) else "not found")]

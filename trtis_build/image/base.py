@@ -1,6 +1,6 @@
 """Open the base image of `trtis-build server`, whatever form it comes in:
 
-  (none)                          the default base (defaultbase.py), built once and cached
+  (none)                          the default base (default_base.py), built once and cached
   oci:DIR[:NAME] or DIR           an OCI image layout (skopeo, umoci, buildah, trtis-build)
   docker-archive:FILE, oci-archive:FILE or FILE
                                   an archive from docker save / podman save / skopeo
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from . import defaultbase, oci
-from .errors import ImageError
+from ..core.errors import ImageError
+from . import default_base, oci
 from .registry import Reference, Registry, parse_reference
 
 DEFAULT_BASE_NAME = "trtis-build default base"
@@ -68,7 +68,7 @@ def _open_archive(name: str, path: Path, cache: Path) -> BaseImage:
     target = cache / "bases" / f"archive-{_archive_cache_key(path)}"
     if not (target / "index.json").is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        with defaultbase.file_lock(target.with_suffix(".lock")):
+        with default_base.cache_lock(target.with_suffix(".lock"), f"the base image from {path}"):
             if not (target / "index.json").is_file():
                 oci.import_archive(path, target)
     return _from_layout(name, oci.Layout(target), None)
@@ -91,7 +91,7 @@ def _pull(client: Registry, ref: Reference, digest: str, manifest: dict, cache: 
     if (target / "index.json").is_file():
         return oci.Layout(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with defaultbase.file_lock(target.with_suffix(".lock")):
+    with default_base.cache_lock(target.with_suffix(".lock"), f"the base image {ref}", log):
         if (target / "index.json").is_file():
             return oci.Layout(target)
         work = target.with_name(target.name + f".{os.getpid()}.partial")
@@ -119,7 +119,7 @@ def open_base(spec: str | None, *, cache: Path, env: Mapping[str, str] | None = 
               log: Callable[[str], None] = lambda _: None) -> BaseImage:
     """Resolve --base. remote=True (registry bases only): read manifest and config, no layers."""
     if spec is None:
-        layout_dir, ref = defaultbase.default_base(env=env, log=log)
+        layout_dir, ref = default_base.default_base(env=env, log=log)
         return _from_layout(DEFAULT_BASE_NAME, oci.Layout(layout_dir), ref)
     for prefix in ("docker-archive:", "oci-archive:"):
         if spec.startswith(prefix):

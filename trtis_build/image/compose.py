@@ -1,6 +1,6 @@
 """`trtis-build server`: compose a Triton server image = a base image + one layer holding
-the op bundle, its manifest and the launcher (server_files/trtis_launch.py), without a
-Docker engine.
+the op bundle, its manifest and the launcher (server/: trtis-launch and the trtis_server
+package it runs), without a Docker engine. server/README.md is the image's runtime contract.
 
 The layer is deterministic (oci.py), the config is the base's with the launcher as
 entrypoint, the base's environment kept plus TRTIS_BUNDLE, and provenance labels. The same
@@ -16,30 +16,35 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Callable, Mapping
 
-from . import __version__, oci
-from .bundle import read_manifest
-from .errors import BundleError, ImageError
-from .imagebase import BaseImage
+import trtis_server
+from trtis_server.manifest import all_files, integrity_problem, safe_relative
+
+from .. import __version__, frameworks
+from ..bundle.manifest import read_manifest
+from ..core.errors import BundleError, ImageError
+from ..core.files import swap_directory, write_text_atomic
+from . import oci
+from .base import BaseImage
 from .registry import Reference, Registry, parse_reference, push_blobs
 
 OPS_ROOT = "opt/tritonserver/ops"
 LAUNCHER = "trtis-launch"
+# The launcher's package, beside it in the image (trtis-launch puts runtime/ on sys.path).
+RUNTIME_DIR = "runtime/trtis_server"
+RUNTIME_MODULES = ("__init__.py", "elf.py", "manifest.py", "frameworks.py", "launch.py")
 PLUGIN_MODES = ("backend-config", "preload")
 LABEL = "org.trtis-build."
-FRAMEWORKS = ("tensorflow", "tensorrt", "cuda")
-# Where a base declares its versions: our label, then the variables NGC images set.
+# Where a base declares its versions (our label, then the variables NGC images set) and how
+# many version components must agree: each framework's own rule, and CUDA code's (the major).
 BASE_VERSION_KEYS = {
-    "tensorflow": (LABEL + "base.tensorflow.version", "TF_VERSION", "TENSORFLOW_VERSION"),
-    "tensorrt": (LABEL + "base.tensorrt.version", "TENSORRT_VERSION", "TRT_VERSION"),
+    **{seam.name: seam.base_version_keys for seam in frameworks.all()},
     "cuda": (LABEL + "base.cuda.version", "CUDA_VERSION"),
 }
-# How many version components must agree: TF ops need the same minor (C++ ABI of the
-# framework library), TensorRT plugins and CUDA code the same major.
-SKEW_PARTS = {"tensorflow": 2, "tensorrt": 1, "cuda": 1}
+SKEW_PARTS = {**{seam.name: seam.skew_parts for seam in frameworks.all()}, "cuda": 1}
+VERSIONED = tuple(BASE_VERSION_KEYS)   # what --base-version NAME=X.Y accepts
 DEFAULT_CMD = ["tritonserver", "--model-repository=/models"]
 
 
@@ -82,17 +87,15 @@ def bundle_files(bundle_dir: Path) -> tuple[dict, bytes, list[tuple[str, Path]]]
                          hint="build the bundle with `trtis-build ops build` or pass --bundle DIR") from None
     raw = (bundle_dir / "manifest.json").read_bytes()
     files = []
-    for library in [*manifest.get("libraries", []), *manifest.get("kernel_libraries", []),
-                    *_autoload_shims(bundle_dir, manifest)]:
+    for library in all_files(manifest, bundle_dir):
         relative = library.get("path", "")
         path = bundle_dir / relative
-        if not relative or ".." in Path(relative).parts or not path.is_file():
+        if not safe_relative(relative) or not path.is_file():
             raise ImageError(f"the bundle lists {relative!r} but the file is missing", where=path,
                              hint="rebuild the bundle with `trtis-build ops build`")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if library.get("sha256") and digest != library["sha256"].split(":")[-1]:
-            raise ImageError(f"{relative} does not match the sha256 in manifest.json", where=path,
-                             hint="the bundle changed after it was built; rebuild it")
+        problem = integrity_problem(bundle_dir, library)
+        if problem:
+            raise ImageError(problem, where=path, hint="the bundle changed after it was built; rebuild it")
         files.append((relative, path))
     if not files:
         raise ImageError("the bundle has no libraries", where=bundle_dir,
@@ -100,33 +103,13 @@ def bundle_files(bundle_dir: Path) -> tuple[dict, bytes, list[tuple[str, Path]]]
     return manifest, raw, files
 
 
-def autoload_shim(bundle_dir: Path, library: Mapping) -> dict | None:
-    """The TensorRT autoload shim of a plugin library (what Triton's plugins= must open, as it
-    only dlopens): declared in the manifest ("autoload": path or {"path", "sha256"}) or
-    present as tensorrt/autoload/<name>. The launcher finds it by the same rule."""
-    if library.get("framework") != "tensorrt":
-        return None
-    declared = library.get("autoload")
-    if isinstance(declared, str):
-        declared = {"path": declared}
-    if isinstance(declared, dict) and declared.get("path"):
-        return dict(declared)
-    relative = Path(library["path"]).parent / "autoload" / Path(library["path"]).name
-    return {"path": relative.as_posix()} if (Path(bundle_dir) / relative).is_file() else None
-
-
-def _autoload_shims(bundle_dir: Path, manifest: Mapping) -> list[dict]:
-    shims = (autoload_shim(bundle_dir, library) for library in manifest.get("libraries", []))
-    return [shim for shim in shims if shim]
-
-
 def bundle_versions(manifest: Mapping) -> dict[str, str]:
     """Framework versions the bundle's libraries were built against (only frameworks it uses)."""
     toolchain = manifest.get("toolchain") or {}
-    frameworks = {lib.get("framework") for lib in manifest.get("libraries", [])}
+    used = {lib.get("framework") for lib in manifest.get("libraries", [])}
     versions = {}
-    for name in ("tensorflow", "tensorrt"):
-        if name in frameworks and (toolchain.get(name) or {}).get("version"):
+    for name in frameworks.names():
+        if name in used and (toolchain.get(name) or {}).get("version"):
             versions[name] = str(toolchain[name]["version"])
     cuda = manifest.get("cuda") or {}
     if cuda.get("enabled") and (toolchain.get("cuda") or {}).get("version"):
@@ -188,15 +171,22 @@ def check_skew(manifest: Mapping, base: BaseImage, settings: ComposeSettings,
 
 # ---------------------------------------------------------------- layer and config
 
-def launcher_text() -> bytes:
-    return resources.files("trtis_build").joinpath("server_files", "trtis_launch.py").read_bytes()
+SERVER_DIR = Path(trtis_server.__file__).parent
+
+
+def launcher_entries() -> list[oci.Entry]:
+    """trtis-launch and the trtis_server modules it runs, from server/."""
+    entries = [oci.bytes_entry(f"{OPS_ROOT}/{LAUNCHER}", (SERVER_DIR / LAUNCHER).read_bytes(), mode=0o755)]
+    entries += [oci.bytes_entry(f"{OPS_ROOT}/{RUNTIME_DIR}/{name}", (SERVER_DIR / name).read_bytes(), mode=0o644)
+                for name in RUNTIME_MODULES]
+    return entries
 
 
 def layer_entries(raw_manifest: bytes, files: list[tuple[str, Path]], plugin_mode: str) -> list[oci.Entry]:
     launch = {"plugin_mode": plugin_mode, "tritonserver": "tritonserver", "trtis_build_version": __version__}
     entries = [oci.bytes_entry(f"{OPS_ROOT}/manifest.json", raw_manifest),
                oci.bytes_entry(f"{OPS_ROOT}/launch.json", oci.canonical_json(launch)),
-               oci.bytes_entry(f"{OPS_ROOT}/{LAUNCHER}", launcher_text(), mode=0o755)]
+               *launcher_entries()]
     entries += [oci.file_entry(f"{OPS_ROOT}/{relative}", path, mode=0o644) for relative, path in files]
     return oci.parent_dirs(entries)
 
@@ -213,13 +203,12 @@ def image_labels(manifest: Mapping, raw_manifest: bytes, base: BaseImage,
         LABEL + "bundle.manifest.sha256": hashlib.sha256(raw_manifest).hexdigest(),
         LABEL + "bundle.path": "/" + OPS_ROOT,
         LABEL + "ops": ",".join(sorted({f"{lib['framework']}/{lib['op']}" for lib in libraries})),
-        LABEL + "tensorflow.ops": ",".join(sorted(op for lib in libraries for op in lib.get("ops", []))),
-        LABEL + "tensorrt.plugins": ",".join(sorted(
-            f"{p.get('namespace', '')}::{p['name']}/{p.get('version', '')}"
-            for lib in libraries for p in lib.get("plugins", []))),
         LABEL + "plugin-mode": settings.plugin_mode,
     }
-    for name in ("tensorflow", "tensorrt", "cuda", "cxx"):
+    for seam in frameworks.all():
+        own = [lib for lib in libraries if lib.get("framework") == seam.name]
+        labels.update({LABEL + key: value for key, value in seam.image_labels(own).items()})
+    for name in (*frameworks.names(), "cuda", "cxx"):
         version = (toolchain.get(name) or {}).get("version")
         if version:
             labels[LABEL + f"toolchain.{name}.version"] = str(version)
@@ -267,10 +256,10 @@ def compose(base: BaseImage, settings: ComposeSettings, work: Path,
     started = time.monotonic()
     manifest, raw, files = bundle_files(settings.bundle_dir)
     skew = check_skew(manifest, base, settings, log)
-    for library in manifest.get("libraries", []):
-        if library.get("framework") == "tensorrt" and not autoload_shim(settings.bundle_dir, library):
-            log(f"  warning: {library['path']} has no autoload shim (tensorrt/autoload/): Triton's plugins= "
-                "and LD_PRELOAD only dlopen it, and a getCreators-only library registers nothing that way")
+    for seam in frameworks.all():
+        own = [lib for lib in manifest.get("libraries", []) if lib.get("framework") == seam.name]
+        for warning in seam.image_warnings(own, settings.bundle_dir):
+            log(f"  warning: {warning}")
     layout = oci.Layout.create(work)
     layer = oci.write_layer(layer_entries(raw, files, settings.plugin_mode), layout.blobs,
                             epoch=settings.epoch, level=6)
@@ -296,18 +285,6 @@ def image_tag(name: str) -> str:
 
 
 # ---------------------------------------------------------------- outputs
-
-def publish_dir(work: Path, out: Path) -> None:
-    """Swap a finished directory into place; the old one goes only after the rename."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(work, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
 
 def dockerfile_text(composed: Composed, context_name: str) -> str:
     """The same image for teams that build with Docker: FROM the base, COPY the layer's files,
@@ -350,10 +327,8 @@ def write_dockerfile(composed: Composed, settings: ComposeSettings, path: Path) 
         with entry.opener() as data, open(target, "wb") as out:
             shutil.copyfileobj(data, out)
         target.chmod(entry.info.mode)
-    publish_dir(work, context)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(dockerfile_text(composed, context_name))
-    os.replace(tmp, path)
+    swap_directory(work, context)
+    write_text_atomic(path, dockerfile_text(composed, context_name))
     return path
 
 

@@ -17,7 +17,6 @@ changed input builds a new base and an unchanged one is reused.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.metadata as metadata
 import importlib.util
@@ -27,12 +26,14 @@ import re
 import shutil
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
-from . import oci, process
-from .errors import ImageError, ToolchainError
+from ..core import process
+from ..core.files import user_cache_dir
+from ..core.locks import FileLock
+from ..core.errors import ImageError, ToolchainError
+from . import oci
 
 RECIPE = 1  # bump when the recipe below changes: it is part of the cache key
 SUITES = {"3.11": "bookworm", "3.13": "trixie"}  # Debian release whose python3 matches ours
@@ -41,28 +42,13 @@ PYTHON_ROOTS = ("numpy", "tensorflow-cpu", "tensorflow")
 TRITON_ROOT = "/opt/tritonserver"
 DEFAULT_NAME = "trtis-build/default-base"
 LABEL_PREFIX = "org.trtis-build.base."
+# Building the default base takes a minute or two; a holder past this is stuck.
+CACHE_LOCK_TIMEOUT_S = 1800.0
 
 
-def cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """$TRTIS_BUILD_CACHE_DIR, else $XDG_CACHE_HOME/trtis-build, else ~/.cache/trtis-build.
-    CI can point several test modules (or jobs sharing a cache) at one directory."""
-    env = os.environ if env is None else env
-    if env.get("TRTIS_BUILD_CACHE_DIR"):
-        return Path(env["TRTIS_BUILD_CACHE_DIR"]).expanduser()
-    root = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return root / "trtis-build"
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Serialize builders of one cache entry (parallel test modules, two CI steps)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def cache_lock(path: Path, what: str, log: Callable[[str], None] = lambda _: None) -> FileLock:
+    """Serializes builders of one cache entry (parallel test modules, two CI steps)."""
+    return FileLock(path, what=f"another process building {what}", timeout=CACHE_LOCK_TIMEOUT_S, on_wait=log)
 
 
 def _requirement_closure(roots: tuple[str, ...]) -> list[metadata.Distribution]:
@@ -129,11 +115,11 @@ def default_base(*, env: Mapping[str, str] | None = None,
     env = os.environ if env is None else env
     spec = recipe(env)
     key = hashlib.sha256(oci.canonical_json(spec)).hexdigest()[:16]
-    bases = cache_dir(env) / "bases"
+    bases = user_cache_dir(env) / "bases"
     target = bases / f"default-{key}"
     if (target / "index.json").is_file():
         return target, "default"
-    with file_lock(bases / f"default-{key}.lock"):
+    with cache_lock(bases / f"default-{key}.lock", "the default base image", log):
         if (target / "index.json").is_file():  # built by another process while we waited
             return target, "default"
         log(f"building the default base image once (cached in {target}) ...")

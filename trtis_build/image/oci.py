@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterable, Iterator, Mapping
 
-from .errors import ImageError
+from ..core.errors import ImageError
+from ..core.files import sha256_digest
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -56,14 +57,6 @@ def source_date_epoch(env: Mapping[str, str] | None = None) -> int:
 def canonical_json(obj) -> bytes:
     """One byte string per value: sorted keys, no spaces (digests depend on it)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -291,14 +284,6 @@ def open_layer(path: Path, media_type: str) -> tarfile.TarFile:
         raise ImageError(f"layer {path.name} is not a readable tar: {exc}", where=path) from None
 
 
-def layer_members(path: Path, media_type: str) -> list[tarfile.TarInfo]:
-    with open_layer(path, media_type) as tar:
-        try:
-            return list(tar)
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise ImageError(f"layer {path.name} is corrupt: {exc}", where=path) from None
-
-
 # --------------------------------------------------------------------------- layouts
 
 class Layout:
@@ -519,7 +504,7 @@ def import_archive(path: Path, dest: Path) -> Layout:
             layout = Layout(work)
             desc, _ = layout.find_manifest()
             for digest in image_blobs(layout, desc):
-                if not layout.has_blob(digest) or sha256_file(layout.blob_path(digest)) != digest:
+                if not layout.has_blob(digest) or sha256_digest(layout.blob_path(digest)) != digest:
                     raise ImageError(f"blob {digest} is missing or corrupt in the archive", where=path)
         elif "manifest.json" in names:
             _docker_to_layout(path, work)
@@ -550,7 +535,7 @@ def _docker_to_layout(path: Path, work: Path) -> None:
             raise ImageError(f"layer {file.relative_to(work)} is missing from the archive", where=path)
         with open(file, "rb") as handle:
             gzipped = handle.read(2) == b"\x1f\x8b"
-        digest = sha256_file(file)
+        digest = sha256_digest(file)
         if not layout.has_blob(digest):
             os.replace(file, layout.blob_path(digest))
         media = OCI_LAYER_GZIP if gzipped else OCI_LAYER

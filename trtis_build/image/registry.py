@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .errors import CommandError, ImageError
+from ..core.errors import CommandError, ImageError
 from .oci import DOCKER_LIST, DOCKER_MANIFEST, INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor
 
 DOCKER_HUB = "docker.io"
@@ -55,9 +55,6 @@ class Reference:
         if self.digest:
             text += f"@{self.digest}"
         return text
-
-    def with_tag(self, tag: str) -> "Reference":
-        return Reference(self.registry, self.repository, tag, None)
 
 
 def parse_reference(text: str) -> Reference:
@@ -108,7 +105,7 @@ def _auth_files(env: Mapping[str, str]) -> list[Path]:
 
 def _helper_credentials(helper: str, registry: str, keys: set[str], where: Path) -> tuple[str, str] | None:
     """Ask docker-credential-<helper> for `registry` (docker's protocol); None if it has none."""
-    from . import process
+    from ..core import process
 
     program = f"docker-credential-{helper}"
     for server in sorted(keys, key=lambda k: (k != registry, k)):  # the bare host first

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from . import process
-from .errors import ImageError, ToolchainError
+from ..core import process
+from ..core.errors import ImageError, ToolchainError
 
 # Arguments whose values are host paths the sandbox must see at the same place.
 PATH_ARGS = ("--model-repository=", "--backend-directory=", "--repoagent-directory=", "--cache-directory=")

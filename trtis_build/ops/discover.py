@@ -5,43 +5,24 @@ Pure: reads files, starts nothing. Returns frozen `OpSpec`s that later stages co
 
 from __future__ import annotations
 
-import difflib
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import OpSpecError
+from .. import frameworks
+from ..core.errors import OpSpecError
+from ..frameworks.base import field_error as _fail
+from ..frameworks.base import read_string as _string
+from ..frameworks.base import read_string_list as _string_list
+from ..frameworks.base import reject_unknown as _reject_unknown
 
-FRAMEWORKS = ("tensorflow", "tensorrt")
 OP_TOML = "op.toml"
 
-# TensorFlow's own rule for op names (op_def_builder.cc): starts upper-case, then word chars.
-TF_OP_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*$")
-PLUGIN_FIELD = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
 SOURCE_KEYS = ("sources", "kernel_sources", "cuda_sources", "gpu_sources")
-# [harness]: how the GPU harness calls the op's CUDA launcher (validated by harness.py).
-_COMMON_KEYS = {"name", "version", "description", "include_dirs", "cxx_flags", "cuda_flags",
-                "tests", "harness", *SOURCE_KEYS}
-ALLOWED_KEYS = {
-    "tensorflow": _COMMON_KEYS | {"ops"},
-    "tensorrt": _COMMON_KEYS | {"plugins", "namespace"},
-}
-PLUGIN_KEYS = {"name", "version", "namespace"}
-
-
-@dataclass(frozen=True, order=True)
-class PluginId:
-    """A TensorRT plugin is found by (name, version, namespace)."""
-
-    name: str
-    version: str
-    namespace: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}::{self.name} v{self.version}" if self.namespace else f"{self.name} v{self.version}"
+# [harness]: how the GPU harness calls the op's CUDA launcher (validated by testing/harness.py).
+COMMON_KEYS = frozenset({"name", "version", "description", "include_dirs", "cxx_flags", "cuda_flags",
+                         "tests", "harness", *SOURCE_KEYS})
 
 
 @dataclass(frozen=True)
@@ -51,8 +32,7 @@ class OpSpec:
     directory: Path
     version: str
     description: str
-    tf_ops: tuple[str, ...]            # TensorFlow op names the library registers
-    plugins: tuple[PluginId, ...]      # TensorRT plugins the library registers
+    declared: tuple                    # what the library registers (the framework's declare())
     sources: tuple[Path, ...]          # adapter C++: framework headers, compiled by g++
     kernel_sources: tuple[Path, ...]   # framework-free C++ kernels, g++
     cuda_sources: tuple[Path, ...]     # framework-free CUDA kernels, nvcc without framework headers
@@ -80,10 +60,7 @@ class OpSpec:
 
     @property
     def registered_names(self) -> tuple[str, ...]:
-        return self.tf_ops if self.framework == "tensorflow" else tuple(str(p) for p in self.plugins)
-
-    def all_sources(self) -> tuple[Path, ...]:
-        return self.sources + self.kernel_sources + self.cuda_sources + self.gpu_sources
+        return tuple(str(item) for item in self.declared)
 
 
 def _classify(path: Path) -> str | None:
@@ -97,33 +74,6 @@ def _classify(path: Path) -> str | None:
         stem = name.rsplit(".", 1)[0]
         return "kernel_sources" if stem.endswith(("_kernel", "_kernels")) else "sources"
     return None
-
-
-def _fail(message: str, op_toml: Path, field: str | None = None, hint: str | None = None) -> OpSpecError:
-    where = f"{op_toml}" + (f", field '{field}'" if field else "")
-    return OpSpecError(message, where=where, hint=hint)
-
-
-def _string(data: dict, key: str, op_toml: Path, *, required: bool, default: str = "") -> str:
-    if key not in data:
-        if required:
-            raise _fail(f"missing required field '{key}'", op_toml, key,
-                        hint=f"add `{key} = \"...\"` to {OP_TOML}")
-        return default
-    value = data[key]
-    if not isinstance(value, str):
-        raise _fail(f"'{key}' must be a string, not {type(value).__name__}", op_toml, key)
-    return value
-
-
-def _string_list(data: dict, key: str, op_toml: Path) -> list[str] | None:
-    if key not in data:
-        return None
-    value = data[key]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _fail(f"'{key}' must be a list of strings", op_toml, key,
-                    hint=f'write it as {key} = ["a", "b"]')
-    return value
 
 
 def _resolve_files(directory: Path, names: list[str], op_toml: Path, key: str, root: Path) -> list[Path]:
@@ -154,53 +104,6 @@ def _sources(data: dict, directory: Path, op_toml: Path, root: Path) -> dict[str
     return {key: listed.get(key, found[key]) for key in SOURCE_KEYS}
 
 
-def _tf_ops(data: dict, op_toml: Path) -> tuple[str, ...]:
-    names = _string_list(data, "ops", op_toml)
-    if not names:
-        raise _fail("missing or empty 'ops': the TensorFlow op names this library registers", op_toml,
-                    "ops", hint='add ops = ["MyOpName"] (the names given to REGISTER_OP)')
-    for name in names:
-        if not TF_OP_NAME.match(name):
-            raise _fail(f"{name!r} is not a valid TensorFlow op name", op_toml, "ops",
-                        hint="op names start with an upper-case letter, then letters, digits or _")
-    if len(set(names)) != len(names):
-        raise _fail("'ops' lists a name twice", op_toml, "ops")
-    return tuple(names)
-
-
-def _plugins(data: dict, op_toml: Path, default_namespace: str) -> tuple[PluginId, ...]:
-    entries = data.get("plugins")
-    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
-        raise _fail("missing or empty [[plugins]]: the TensorRT plugins this library registers", op_toml,
-                    "plugins", hint='add [[plugins]] with name = "MyPlugin" and version = "1"')
-    namespace = _string(data, "namespace", op_toml, required=False, default=default_namespace)
-    plugins = []
-    for index, entry in enumerate(entries):
-        field = f"plugins[{index}]"
-        _reject_unknown(entry, PLUGIN_KEYS, op_toml, prefix=f"{field}.")
-        name = _string(entry, "name", op_toml, required=True)
-        version = _string(entry, "version", op_toml, required=False, default="1")
-        plugin_namespace = _string(entry, "namespace", op_toml, required=False, default=namespace)
-        for label, value in (("name", name), ("version", version)):
-            if not PLUGIN_FIELD.match(value):
-                raise _fail(f"plugin {label} {value!r} is not valid", op_toml, f"{field}.{label}",
-                            hint="use letters, digits, '_', '-' or '.'")
-        if plugin_namespace and not PLUGIN_FIELD.match(plugin_namespace):
-            raise _fail(f"plugin namespace {plugin_namespace!r} is not valid", op_toml, f"{field}.namespace")
-        plugins.append(PluginId(name, version, plugin_namespace))
-    if len(set(plugins)) != len(plugins):
-        raise _fail("[[plugins]] lists one (name, version, namespace) twice", op_toml, "plugins")
-    return tuple(plugins)
-
-
-def _reject_unknown(data: dict, allowed: set[str], op_toml: Path, prefix: str = "") -> None:
-    for key in data:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f"did you mean '{prefix}{close[0]}'?" if close else f"allowed: {', '.join(sorted(allowed))}"
-            raise _fail(f"unknown key '{prefix}{key}'", op_toml, prefix + key, hint=hint)
-
-
 def load_op(directory: Path, framework: str, *, root: Path, default_namespace: str = "") -> OpSpec:
     """Read and validate one op directory."""
     directory = directory.resolve()
@@ -212,7 +115,8 @@ def load_op(directory: Path, framework: str, *, root: Path, default_namespace: s
         data: dict[str, Any] = tomllib.loads(op_toml.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise _fail(f"not valid TOML: {exc}", op_toml) from None
-    _reject_unknown(data, ALLOWED_KEYS[framework], op_toml)
+    seam = frameworks.get(framework)
+    _reject_unknown(data, COMMON_KEYS | seam.op_keys, op_toml)
     name = _string(data, "name", op_toml, required=False, default=directory.name)
     if name != directory.name:
         raise _fail(f"'name' is {name!r} but the directory is {directory.name!r}", op_toml, "name",
@@ -234,8 +138,7 @@ def load_op(directory: Path, framework: str, *, root: Path, default_namespace: s
     return OpSpec(
         name=name, framework=framework, directory=directory, version=version,
         description=description,
-        tf_ops=_tf_ops(data, op_toml) if framework == "tensorflow" else (),
-        plugins=_plugins(data, op_toml, default_namespace) if framework == "tensorrt" else (),
+        declared=seam.declare(data, op_toml, default_namespace=default_namespace),
         sources=tuple(sources["sources"]), kernel_sources=tuple(sources["kernel_sources"]),
         cuda_sources=tuple(sources["cuda_sources"]), gpu_sources=tuple(sources["gpu_sources"]),
         include_dirs=tuple(include_dirs),
@@ -260,7 +163,7 @@ def discover(root: Path, *, default_namespace: str = "") -> list[OpSpec]:
 
     Directories whose name starts with '.' or '_' are skipped (scratch, __pycache__)."""
     ops = []
-    for framework in FRAMEWORKS:
+    for framework in frameworks.names():
         base = root / "ops" / framework
         if not base.is_dir():
             continue

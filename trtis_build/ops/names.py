@@ -1,5 +1,6 @@
-"""Name rules: a TensorFlow op name or a TensorRT (name, version, namespace) is registered
-by exactly one op in the tree and never shadows a framework built-in.
+"""Name rules: every name an op declares (a TensorFlow op name, a TensorRT (name, version,
+namespace)...) is registered by exactly one op in the tree and never shadows one of the
+framework's own.
 
 Checked twice: on the declarations before the compiler runs (`check_declared`), and on what
 the built libraries really register (`compare_registered`, used by the bundle stage)."""
@@ -7,35 +8,34 @@ the built libraries really register (`compare_registered`, used by the bundle st
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
+from .. import frameworks
+from ..core.errors import NameConflictError
 from .discover import OpSpec
-from .errors import NameConflictError
 
 
-def check_declared(ops: Iterable[OpSpec], tf_builtins: frozenset[str] = frozenset()) -> None:
+def check_declared(ops: Iterable[OpSpec], infos: Mapping[str, Any] | None = None) -> None:
+    """infos: framework name -> its detected info (the source of its built-in names)."""
     ops = list(ops)
     owners: dict[tuple[str, str], list[OpSpec]] = defaultdict(list)
     for op in ops:
-        for name in op.tf_ops:
-            owners[("tensorflow", name)].append(op)
-        for plugin in op.plugins:
-            owners[("tensorrt", str(plugin))].append(op)
+        for name in op.registered_names:
+            owners[(op.framework, name)].append(op)
     for (framework, name), declared_by in sorted(owners.items()):
         if len(declared_by) > 1:
+            seam = frameworks.get(framework)
             files = " and ".join(str(op.op_toml) for op in declared_by)
-            what = "TensorFlow op" if framework == "tensorflow" else "TensorRT plugin"
-            raise NameConflictError(
-                f"{what} {name!r} is declared by {len(declared_by)} ops", where=files,
-                hint="each name must belong to one op: rename one of them"
-                     + ("" if framework == "tensorflow" else " or give it another namespace"))
+            raise NameConflictError(f"{seam.name_kind} {name!r} is declared by {len(declared_by)} ops",
+                                    where=files, hint=seam.conflict_hint())
     for op in ops:
-        shadowing = sorted(set(op.tf_ops) & tf_builtins)
+        seam = frameworks.get(op.framework)
+        shadowing = seam.builtin_conflicts(op, (infos or {}).get(op.framework))
         if shadowing:
             raise NameConflictError(
-                f"TensorFlow op name(s) {', '.join(shadowing)} are TensorFlow built-ins",
-                where=f"{op.op_toml}, field 'ops'",
-                hint="choose a name with a project prefix, e.g. 'MyTeam" + shadowing[0] + "'")
+                f"{seam.name_kind} name(s) {', '.join(shadowing)} are {seam.title} built-ins",
+                where=str(op.op_toml),
+                hint=f"choose a name with a project prefix, e.g. 'MyTeam{shadowing[0]}'")
 
 
 def compare_registered(op: OpSpec, registered: Iterable[str], library: str) -> None:

@@ -1,5 +1,5 @@
-"""`trtis-build ops add NAME`: create ops/<framework>/NAME from the templates in
-trtis_build/templates/<framework>/.
+"""`trtis-build ops add NAME`: create ops/<framework>/NAME from the framework's templates
+(frameworks/<framework>/templates/) and the shared kernel templates (ops/templates/kernel/).
 
 Templates are plain files with {{tokens}}; file names may hold tokens too. The op is written
 to a temporary directory and renamed into place, so a failure leaves nothing behind and an
@@ -14,10 +14,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .discover import TF_OP_NAME, discover
-from .errors import ScaffoldError, TrtisBuildError
+from .. import frameworks
+from ..core.errors import ScaffoldError, TrtisBuildError
+from .discover import discover
 
-TEMPLATES = Path(__file__).parent / "templates"
+# The framework-free kernel every framework's adapter calls: one copy for all of them.
+KERNEL_TEMPLATES = Path(__file__).parent / "templates" / "kernel"
 # Files only a CUDA op has; --no-cuda leaves them out.
 CUDA_ONLY_SUFFIXES = (".cu",)
 
@@ -40,9 +42,9 @@ def validate_name(name: str) -> None:
                             "and C symbols)", hint=f"try {name.lower()!r}")
 
 
-def tokens(name: str, op_name: str) -> dict[str, str]:
+def tokens(framework: str, name: str, op_name: str) -> dict[str, str]:
     return {"{{name}}": name, "{{Name}}": camel_case(name), "{{NAME_UPPER}}": name.upper(),
-            "{{OP_NAME}}": op_name, "{{PLUGIN_NAME}}": op_name}
+            **frameworks.get(framework).scaffold_names(op_name)}
 
 
 def render(text: str, values: dict[str, str]) -> str:
@@ -53,10 +55,10 @@ def render(text: str, values: dict[str, str]) -> str:
 
 def render_template(framework: str, name: str, op_name: str, *, cuda: bool = True) -> dict[str, str]:
     """File name -> content of the op directory the template produces."""
-    template_dir = TEMPLATES / framework
-    values = tokens(name, op_name)
+    values = tokens(framework, name, op_name)
     files = {}
-    for path in sorted(template_dir.iterdir()):
+    template_files = [*frameworks.get(framework).templates.iterdir(), *KERNEL_TEMPLATES.iterdir()]
+    for path in sorted(template_files, key=lambda p: p.name):
         if not path.is_file() or path.name.startswith("."):
             continue
         target = render(path.name.removesuffix(".in"), values)
@@ -70,9 +72,7 @@ def scaffold(root: Path, name: str, *, framework: str = "tensorflow", cuda: bool
              op_name: str | None = None) -> Path:
     validate_name(name)
     op_name = op_name or camel_case(name)
-    if not TF_OP_NAME.match(op_name):
-        raise ScaffoldError(f"registered name {op_name!r} is not valid",
-                            hint="start with an upper-case letter, then letters, digits or _")
+    tokens(framework, name, op_name)  # validates op_name by the framework's rule, before any write
     destination = root / "ops" / framework / name
     if destination.exists() or destination.is_symlink():
         raise ScaffoldError(f"{destination} already exists; nothing was written",
@@ -82,7 +82,7 @@ def scaffold(root: Path, name: str, *, framework: str = "tensorflow", cuda: bool
     except TrtisBuildError:
         existing = []  # a broken neighbour must not block creating a new op
     for op in existing:
-        if op_name in op.tf_ops or any(p.name == op_name for p in op.plugins):
+        if op_name in frameworks.get(op.framework).bare_names(op):
             raise ScaffoldError(f"{op_name!r} is already registered by {op.key}", where=op.op_toml,
                                 hint="pass --op-name with another name")
     files = render_template(framework, name, op_name, cuda=cuda)

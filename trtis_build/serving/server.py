@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, TextIO
 
-from . import process
-from .errors import ServerError
+from ..core import process
+from ..core.errors import ServerError
 
 LOOPBACK = "127.0.0.1"
 SHM_DIR = Path("/dev/shm")

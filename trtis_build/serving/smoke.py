@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from .errors import ToolchainError
-from .model_repo import REFERENCE, TensorSpec, model_dims, read_metadata
-from .serve import ModelStatus, ServerSettings, TritonServer, discover_models
+from ..core.errors import ToolchainError
+from ..frameworks.tensorflow.serving import REFERENCE, TensorSpec, model_dims, read_metadata
+from .server import ModelStatus, ServerSettings, TritonServer, discover_models
 
 PROTOCOLS = ("http", "grpc")
 RTOL, ATOL = 1e-5, 1e-6
@@ -174,7 +174,7 @@ def _check_model(server: TritonServer, status: ModelStatus, clients) -> ModelRes
 def server_model_config(server: TritonServer, name: str) -> dict:
     import json
 
-    from .serve import _http
+    from .server import _http
 
     status, body = _http("GET", f"{server.http_url}/v2/models/{name}/config", timeout=10)
     return json.loads(body) if status == 200 else {}

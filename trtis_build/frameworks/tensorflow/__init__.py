@@ -66,7 +66,7 @@ class TensorFlow(Framework):
     skew_parts = 2  # the framework library's C++ ABI changes with the minor version
 
     # ops stage --------------------------------------------------------------------------
-    def declare(self, data, op_toml, *, settings):
+    def declare(self, data, op_toml, *, default_namespace):
         names = read_string_list(data, "ops", op_toml)
         if not names:
             raise field_error("missing or empty 'ops': the TensorFlow op names this library registers",
@@ -83,7 +83,7 @@ class TensorFlow(Framework):
         return sorted(set(op.declared) & info.builtin_ops) if info else []
 
     def conflict_hint(self) -> str:
-        return "each name must belong to one op: rename one of them (a project prefix, e.g. 'MyTeamAdd')"
+        return "each name must belong to one op: rename one of them"
 
     def scaffold_names(self, registered):
         if not OP_NAME.match(registered):
@@ -183,20 +183,24 @@ class TensorFlow(Framework):
     def allowed_needed(self, info):
         return {info.framework_lib} if info else set()
 
-    # doctor -----------------------------------------------------------------------------
+    # ops list and doctor -----------------------------------------------------------------
+    def list_fields(self, op):
+        return {"ops": list(op.declared)}
+
     def doctor(self, info, options):
         if info is None:
-            return None
-        return {"version": info.version, "include_dir": info.include_dir, "lib_dir": info.lib_dir,
-                "framework_lib": info.framework_lib,
-                "cxx11_abi_flag": f"-D_GLIBCXX_USE_CXX11_ABI={info.cxx11_abi}"}
+            return {"tensorflow": None}
+        return {"tensorflow": {"version": info.version, "include_dir": info.include_dir, "lib_dir": info.lib_dir,
+                               "framework_lib": info.framework_lib,
+                               "cxx11_abi_flag": f"-D_GLIBCXX_USE_CXX11_ABI={info.cxx11_abi}"}}
 
     def doctor_lines(self, report):
-        if not report:
+        tf = report.get("tensorflow")
+        if not tf:
             return [("tensorflow", "not found")]
-        return [("tensorflow", f"{report['version']}  {report['cxx11_abi_flag']}"),
-                ("", f"include: {report['include_dir']}"),
-                ("", f"library: {report['lib_dir']}/{report['framework_lib']}")]
+        return [("tensorflow", f"{tf['version']}  {tf['cxx11_abi_flag']}"),
+                ("", f"include: {tf['include_dir']}"),
+                ("", f"library: {tf['lib_dir']}/{tf['framework_lib']}")]
 
     # image ------------------------------------------------------------------------------
     def image_labels(self, libraries):

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from .bundle import read_manifest, sha256_file
-from .errors import BundleError, ToolchainError
+from trtis_server.manifest import ManifestError, read
+
+from ...core.errors import BundleError, ToolchainError
+from ...core.files import sha256_file
 
 _LOCK = threading.Lock()
 # sha256 of a loaded library -> (path it was loaded from, module): loading identical bytes
@@ -86,9 +88,12 @@ def load_library(path: Path, op_names: list[str], expected_sha256: str | None = 
 
 def load_bundle(path: Path | str | None = None) -> LoadedBundle:
     """Load every TensorFlow library of the bundle at `path` (default $TRTIS_BUNDLE or
-    build/bundle). TensorRT plugin libraries are not loaded here (see trtis_build.tensorrt)."""
+    build/bundle). TensorRT plugin libraries are not loaded here."""
     path = Path(path) if path is not None else default_bundle_path()
-    manifest = read_manifest(path)
+    try:
+        manifest = read(path)
+    except ManifestError as exc:
+        raise BundleError(str(exc), where=path, hint="build the bundle with `trtis-build ops build`") from None
     loaded = LoadedBundle(path=path, manifest=manifest)
     for library in manifest["libraries"]:
         if library["framework"] != "tensorflow":

@@ -42,15 +42,16 @@ class TensorRT(Framework):
     op_keys = frozenset({"plugins", "namespace"})
     base_version_keys = ("org.trtis-build.base.tensorrt.version", "TENSORRT_VERSION", "TRT_VERSION")
     skew_parts = 1
+    check_name = "plugin_check"
 
     # ops stage --------------------------------------------------------------------------
-    def declare(self, data, op_toml, *, settings):
+    def declare(self, data, op_toml, *, default_namespace):
         entries = data.get("plugins")
         if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
             raise field_error("missing or empty [[plugins]]: the TensorRT plugins this library registers",
                               op_toml, "plugins", hint='add [[plugins]] with name = "MyPlugin" and version = "1"')
         namespace = read_string(data, "namespace", op_toml, required=False,
-                                default=settings.get("tensorrt_namespace", ""))
+                                default=default_namespace)
         plugins = []
         for index, entry in enumerate(entries):
             where = f"plugins[{index}]"
@@ -68,6 +69,9 @@ class TensorRT(Framework):
         if len(set(plugins)) != len(plugins):
             raise field_error("[[plugins]] lists one (name, version, namespace) twice", op_toml, "plugins")
         return tuple(plugins)
+
+    def bare_names(self, op):
+        return {plugin.name for plugin in op.declared}
 
     def conflict_hint(self):
         return "each name must belong to one op: rename one of them or give it another namespace"
@@ -199,7 +203,17 @@ class TensorRT(Framework):
             f"{p.get('namespace', '')}::{p['name']}/{p.get('version', '')}"
             for lib in libraries for p in lib.get("plugins", [])))}
 
-    # doctor -----------------------------------------------------------------------------
+    def image_warnings(self, libraries, bundle_dir):
+        from trtis_server.manifest import autoload_entry
+
+        return [f"{lib['path']} has no autoload shim (tensorrt/autoload/): Triton's plugins= and LD_PRELOAD "
+                "only dlopen it, and a getCreators-only library registers nothing that way"
+                for lib in libraries if not autoload_entry(lib, bundle_dir)]
+
+    # ops list and doctor -----------------------------------------------------------------
+    def list_fields(self, op):
+        return {"plugins": [plugin.as_dict() for plugin in op.declared]}
+
     def doctor(self, info, options):
         """The headers, and the TensorRT Python runtime the bundle's registry checks use:
         only one of the headers' major checks the autoload shims for registration."""
@@ -209,22 +223,19 @@ class TensorRT(Framework):
         if version is not None or python_path is not None:
             runtime = {"version": version, "python_path": str(python_path or "") or None,
                        "checks_autoload_registration": bool(version and info and version.split(".")[0] == info.major)}
-        if info is None and runtime is None:
-            return None
-        return {**(asdict(info) if info else {}), "runtime": runtime}
+        return {"tensorrt": asdict(info) if info else None, "tensorrt_runtime": runtime}
 
     def doctor_lines(self, report):
-        headers = report and report.get("version")
-        lines = [("tensorrt", f"{report['version']} headers ({report['include_dir']}, from {report['source']})"
-                  if headers else "not found")]
-        runtime = (report or {}).get("runtime")
+        trt, runtime = report.get("tensorrt"), report.get("tensorrt_runtime")
+        lines = [("tensorrt", f"{trt['version']} headers ({trt['include_dir']}, from {trt['source']})"
+                  if trt else "not found")]
         if runtime:
             where = f" from {runtime['python_path']}" if runtime["python_path"] else ""
             lines.append(("", f"runtime for the registry checks: {runtime['version'] or 'none found'}{where}"))
-            if headers and not runtime["checks_autoload_registration"]:
+            if trt and not runtime["checks_autoload_registration"]:
                 lines.append(("", "autoload shims: loaded but not checked for registration (needs a TensorRT "
-                                  f"{report['version'].split('.')[0]} runtime: --tensorrt-python-path DIR)"))
-        elif headers:
+                                  f"{trt['version'].split('.')[0]} runtime: --tensorrt-python-path DIR)"))
+        elif trt:
             lines.append(("", "runtime for the registry checks: none (pip install 'trtis-build[trt]')"))
         return lines
 

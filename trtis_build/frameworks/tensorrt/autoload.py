@@ -37,14 +37,14 @@ def verify_autoload(framework, targets, built_dir, results, context) -> dict[str
             todo.append((target, shim, relative, sha, cache_key))
     if not todo:
         return checked
-    declared = [plugin for target, *_ in todo for plugin in target.op.declared]
+    declared = [plugin for target, *_ in todo for plugin in context.ops[target.key].declared]
     probe = registry.probe_registry([shim for _, shim, *_ in todo], lookups=declared, dlopen=True, extra_env=env)
     if probe.crash:
         raise BundleError(f"opening the TensorRT autoload shims crashed: {probe.crash}",
                           hint="the previous bundle was kept; report a bug with the output above")
     same_major = probe.version.split(".")[0] == info.major
     for (target, shim, relative, sha, cache_key), load in zip(todo, probe.libraries):
-        op = target.op
+        op = context.ops[target.key]
         said = "; ".join(load.messages) or "it printed nothing"
         if not load.loaded:
             raise BundleError(f"{relative} cannot be opened: {said}", where=op.directory)

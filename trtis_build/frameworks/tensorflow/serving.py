@@ -8,7 +8,7 @@ directory whose op libraries travel with it.
                                 pick one per server with `tritonserver --model-config-name=...`
       trtis-model.json          what was added: signature, ops, libraries, reference file
       reference.npz             reference inputs and the outputs TensorFlow computed for them
-      1/model.py                the runner (trtis_build/server_files/savedmodel_runner.py)
+      1/model.py                the runner (server/runners/savedmodel.py)
       1/model.savedmodel/       a copy of the SavedModel
       1/ops/manifest.json       the subset of the bundle manifest this model needs
       1/ops/tensorflow/lib<op>.so
@@ -25,13 +25,14 @@ import shutil
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from . import __version__, process
-from .bundle import read_manifest, sha256_file
-from .errors import TrtisBuildError
+from ... import __version__
+from ...bundle.manifest import read_manifest
+from ...core import process
+from ...core.errors import ModelError, TrtisBuildError
+from ...core.files import sha256_file, swap_directory
 
 VERSION = "1"
 SAVEDMODEL_DIR = "model.savedmodel"
@@ -40,7 +41,8 @@ METADATA = "trtis-model.json"
 REFERENCE = "reference.npz"
 BACKENDS = ("python", "tensorflow")
 DEFAULT_SIGNATURE = "serving_default"
-RUNNER = "savedmodel_runner.py"
+# The Python-backend runner: it runs inside the server, so it lives in server/ (trtis_server).
+RUNNER = Path(__import__("trtis_server.runners", fromlist=["_"]).__file__).with_name("savedmodel.py")
 
 # TensorFlow DataType enum values (tensorflow/core/framework/types.proto) -> (Triton, NumPy).
 TF_DTYPES: dict[int, tuple[str, str]] = {
@@ -334,7 +336,7 @@ def add_model(name: str, savedmodel: Path, *, models_dir: Path, bundle_dir: Path
     if target.exists() and not force:
         raise ModelError(f"model {name!r} already exists", where=target, hint="pass --force to replace it")
     if bundle_dir is None:
-        from .config import find_project_root
+        from ...core.options import find_project_root
 
         bundle_dir = find_project_root(Path.cwd()) / "build" / "bundle"
     bundle_dir = Path(bundle_dir).resolve()
@@ -356,8 +358,7 @@ def add_model(name: str, savedmodel: Path, *, models_dir: Path, bundle_dir: Path
         version_dir = staging / VERSION
         version_dir.mkdir()
         shutil.copytree(savedmodel, version_dir / SAVEDMODEL_DIR)
-        runner = resources.files("trtis_build").joinpath("server_files", RUNNER)
-        (version_dir / "model.py").write_text(runner.read_text())
+        (version_dir / "model.py").write_text(RUNNER.read_text())
         if ops.libraries:
             _copy_libraries(bundle_dir, ops.libraries, version_dir / OPS_DIR)
             (version_dir / OPS_DIR / "manifest.json").write_text(
@@ -381,21 +382,10 @@ def add_model(name: str, savedmodel: Path, *, models_dir: Path, bundle_dir: Path
         if reference:
             _compute_reference(version_dir, staging, signature, max_batch_size,
                                python or sys.executable)
-        _publish(staging, target)
+        swap_directory(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return AddedModel(name, target, backend, signature, ops)
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Swap the staged model into place; the old one (with --force) goes only after."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(staging, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_metadata(model_dir: Path) -> dict | None:

@@ -1,0 +1,37 @@
+# TensorRT: the CMake function the plan calls per TensorRT op (helpers: builder/cmake/TrtisOps.cmake).
+
+# trtis_tensorrt_plugin(<name> SOURCES ... [KERNEL_SOURCES ...] [CUDA_SOURCES ...]
+#                       [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...] [CONFIG_HEADER_DIR dir])
+function(trtis_tensorrt_plugin name)
+  cmake_parse_arguments(A "" "CONFIG_HEADER_DIR" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS" ${ARGN})
+  set(prefix trt_${name})
+  _trtis_kernels(${prefix} tensorrt ${name} KERNEL_SOURCES ${A_KERNEL_SOURCES}
+                 CUDA_SOURCES ${A_CUDA_SOURCES} INCLUDE_DIRS ${A_INCLUDE_DIRS}
+                 CXX_FLAGS ${A_CXX_FLAGS} CUDA_FLAGS ${A_CUDA_FLAGS})
+  # The adapter in its own object library, so it compiles beside nvcc (see the TensorFlow one).
+  add_library(${prefix}_adapter OBJECT ${A_SOURCES})
+  set_target_properties(${prefix}_adapter PROPERTIES CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+  target_include_directories(${prefix}_adapter PRIVATE ${A_CONFIG_HEADER_DIR} ${A_INCLUDE_DIRS})
+  target_include_directories(${prefix}_adapter SYSTEM PRIVATE ${TRTIS_TRT_INCLUDE_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
+  if(TRTIS_CUDA_ENABLED AND A_CUDA_SOURCES)
+    target_compile_definitions(${prefix}_adapter PRIVATE TRTIS_WITH_CUDA=1)
+  endif()
+  target_compile_options(${prefix}_adapter PRIVATE -Wno-deprecated-declarations ${A_CXX_FLAGS})
+  add_library(${prefix} MODULE $<TARGET_OBJECTS:${prefix}_adapter> ${${prefix}_KERNEL_OBJECTS})
+  set_target_properties(${prefix} PROPERTIES OUTPUT_NAME ${name} LINKER_LANGUAGE CXX
+    LIBRARY_OUTPUT_DIRECTORY "${TRTIS_OUTPUT_DIR}/tensorrt")
+  target_link_options(${prefix} PRIVATE -Wl,--no-undefined)
+  _trtis_cuda_link(${prefix})
+  set_property(GLOBAL APPEND PROPERTY TRTIS_LIBRARIES ${prefix})
+
+  # The autoload shim (tensorrt/autoload/lib<name>.so): Triton's plugins= only dlopens, and
+  # this library registers the plugin library beside it into the TensorRT already loaded.
+  # TensorRT and CUDA headers only; it finds libnvinfer at run time, so it links nothing of it.
+  add_library(${prefix}_autoload MODULE "${TRTIS_AUTOLOAD_SOURCE}")
+  set_target_properties(${prefix}_autoload PROPERTIES OUTPUT_NAME ${name}
+    LIBRARY_OUTPUT_DIRECTORY "${TRTIS_OUTPUT_DIR}/tensorrt/autoload"
+    CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+  target_include_directories(${prefix}_autoload SYSTEM PRIVATE ${TRTIS_TRT_INCLUDE_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
+  target_link_options(${prefix}_autoload PRIVATE -Wl,--no-undefined)
+  target_link_libraries(${prefix}_autoload PRIVATE dl)
+endfunction()
