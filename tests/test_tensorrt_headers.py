@@ -82,7 +82,7 @@ def test_explicit_root_wins_over_the_environment(tmp_path, pure):
 
 @pytest.mark.parametrize("layout", ["include", "include/x86_64-linux-gnu", "."])
 def test_root_may_be_a_tar_package_the_debian_prefix_or_the_include_dir(tmp_path, layout, monkeypatch, pure):
-    monkeypatch.setattr(tensorrt, "_multiarch", lambda: "x86_64-linux-gnu")
+    monkeypatch.setattr(headers, "_multiarch", lambda: "x86_64-linux-gnu")
     header_tree(tmp_path / "root" / layout, LITERAL)
     assert headers.find_tensorrt(tmp_path / "root").include_dir == (tmp_path / "root" / layout).resolve()
 

@@ -25,7 +25,7 @@ from . import fatbin
 # (allowed_needed, e.g. libtensorflow_framework.so.2).
 SYSTEM_LIBS = {"libc.so.6", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2",
                "libdl.so.2", "libpthread.so.0", "librt.so.1"}
-CACHE_FORMAT = "2"  # part of every key: entries of an older layout are never read
+REGISTRY_KEY = "registry2:{}"  # by loaded content; "2": entries of an older layout are never read
 
 
 class VerifyCache:
@@ -44,14 +44,14 @@ class VerifyCache:
             self.data = {}
 
     def get(self, key: str) -> dict | None:
-        value = self.data.pop(f"{CACHE_FORMAT}:{key}", None)
+        value = self.data.pop(key, None)
         if value is not None:
-            self.data[f"{CACHE_FORMAT}:{key}"] = value  # most recently used: kept longest
+            self.data[key] = value  # most recently used: kept longest
         return value
 
     def put(self, key: str, value: dict) -> None:
-        self.data.pop(f"{CACHE_FORMAT}:{key}", None)
-        self.data[f"{CACHE_FORMAT}:{key}"] = value
+        self.data.pop(key, None)
+        self.data[key] = value
 
     def save(self) -> None:
         for key in list(self.data)[:-self.LIMIT]:
@@ -93,7 +93,7 @@ def verify(plan: BuildPlan, tc: Toolchain, options: Any, built_dir: Path, cache:
     todo: dict[str, list[Target]] = {}
     for target in plan.targets:
         host[target.key] = elf.loaded_content_sha256(built_dir / target.library)
-        cached = cache.get(f"registry:{host[target.key]}")
+        cached = cache.get(REGISTRY_KEY.format(host[target.key]))
         if cached is not None:
             results[target.key] = dict(cached)
         else:
@@ -108,7 +108,7 @@ def verify(plan: BuildPlan, tc: Toolchain, options: Any, built_dir: Path, cache:
                 raise BundleError(f"{seam.title} cannot load {target.library}: {found['error']}",
                                   where=by_key[target.key].directory, hint=seam.load_error_hint())
             results[target.key] = {**found["entry"], "registered": found["registered"]}
-            cache.put(f"registry:{host[target.key]}", dict(results[target.key]))
+            cache.put(REGISTRY_KEY.format(host[target.key]), dict(results[target.key]))
     for target in plan.targets:
         info = results[target.key]
         path = built_dir / target.library

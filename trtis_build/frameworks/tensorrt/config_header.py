@@ -57,10 +57,5 @@ def write_plugin_config(directory: Path, op_name: str, plugins: Sequence[PluginI
     """Write directory/trtis_plugin_config.h, leaving it untouched (mtime too) when its text is
     unchanged, so a no-op rebuild recompiles nothing."""
     path = Path(directory) / CONFIG_HEADER
-    text = plugin_config_header(op_name, plugins, where=where)
-    if not path.is_file() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(path.name + ".tmp")
-        staging.write_text(text)
-        os.replace(staging, path)
+    write_text_if_changed(path, plugin_config_header(op_name, plugins, where=where))
     return path
