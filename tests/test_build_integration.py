@@ -62,10 +62,11 @@ def tensorflow_trap(root: Path) -> dict[str, str]:
     (trap / "sitecustomize.py").write_text(
         "import builtins\n"
         "real_import = builtins.__import__\n"
-        "def guarded(name, *args, **kwargs):\n"
-        "    if name == 'tensorflow' or name.startswith('tensorflow.'):\n"
+        "def guarded(name, globals=None, locals=None, fromlist=(), level=0):\n"
+        "    # Absolute imports only: trtis_build's own frameworks.tensorflow is not TensorFlow.\n"
+        "    if level == 0 and (name == 'tensorflow' or name.startswith('tensorflow.')):\n"
         "        raise ImportError('this build imported tensorflow')\n"
-        "    return real_import(name, *args, **kwargs)\n"
+        "    return real_import(name, globals, locals, fromlist, level)\n"
         "builtins.__import__ = guarded\n")
     return {"PYTHONPATH": str(trap)}
 

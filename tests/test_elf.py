@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from trtis_build.core import process
+from trtis_build.bundle.verify import read_elf
 from trtis_server import elf
 from trtis_build.core.errors import BundleError
 
@@ -43,8 +44,12 @@ def test_sections_and_needed_libraries(tmp_path):
     assert "libc.so.6" in elf.dynamic_info(library)["needed"]
 
 
-def test_a_file_that_is_not_elf_is_a_bundle_error(tmp_path):
+def test_a_file_that_is_not_elf_is_a_clear_error(tmp_path):
     junk = tmp_path / "junk.so"
     junk.write_bytes(b"not an ELF file at all")
-    with pytest.raises(BundleError, match="not a 64-bit little-endian ELF"):
+    with pytest.raises(elf.ElfError, match="not a 64-bit little-endian ELF"):
         elf.loaded_content_sha256(junk)
+    # The bundle stage turns it into the driver's error, naming the file.
+    with pytest.raises(BundleError, match="cannot be read") as info:
+        read_elf(elf.dynamic_info, junk)
+    assert info.value.where == str(junk)

@@ -22,6 +22,7 @@ from trtis_build.core import process
 from trtis_build.frameworks.tensorrt.names import PluginId
 from trtis_build.ops.discover import OpSpec
 from trtis_build.frameworks.tensorrt.config_header import write_plugin_config
+from trtis_build.frameworks.tensorrt import AUTOLOAD_SOURCE
 from trtis_build.frameworks.tensorrt.headers import TensorRTHeaders
 
 # One SASS arch keeps the tests fast; the real build compiles the configured list.
@@ -81,12 +82,12 @@ def build_plugin(op: OpSpec, out_dir: Path, headers: TensorRTHeaders, *, cuda: b
 
 def build_autoload(plugin_library: Path, headers: TensorRTHeaders) -> Path:
     """The autoload shim for a plugin library: <dir>/autoload/<same name> (see
-    trtis_build/checks/trtis_autoload.cc), compiled against the same headers."""
+    server/autoload/trtis_autoload.cc), compiled against the same headers."""
     home = cuda_home()
     shim = plugin_library.parent / "autoload" / plugin_library.name
     shim.parent.mkdir(exist_ok=True)
     process.run(["g++", "-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-shared", "-Wall", "-Wextra",
                  "-isystem", str(headers.include_dir), "-isystem", str(home / "include"),
-                 str(Path(__file__).resolve().parent.parent / "trtis_build" / "checks" / "trtis_autoload.cc"),
+                 str(AUTOLOAD_SOURCE),
                  "-ldl", "-Wl,--no-undefined", "-o", str(shim)], stage="test build")
     return shim

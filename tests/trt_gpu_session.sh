@@ -76,7 +76,7 @@ EOF
   fi
   S=.trt-gpu/scaffold/ops/tensorrt/scaled_op
   time build_plugin scaled_op ScaledOp "$S/scaled_op_plugin.cc" "$S/scaled_op_kernel.cc" "$S/scaled_op_kernel.cu"
-  time g++ -std=c++17 -O1 -isystem "$HEADERS" -isystem "$CUDA_INC" trtis_build/checks/plugin_check.cc -ldl \
+  time g++ -std=c++17 -O1 -isystem "$HEADERS" -isystem "$CUDA_INC" trtis_build/frameworks/tensorrt/plugin_check/plugin_check.cc -ldl \
       -o "$B/plugin_check"
   ldd "$B/plugin_check" "$LIB"
   CHECK=("$B/plugin_check" --cudart "$CUDART_SO" --enqueue)

@@ -116,7 +116,10 @@ def read_fatbin(path: str | os.PathLike) -> dict[str, list[str]]:
     flags at 40.
     """
     path = Path(path)
-    section = elf.section_bytes(path, ".nv_fatbin")
+    try:
+        section = elf.section_bytes(path, ".nv_fatbin")
+    except elf.ElfError as exc:
+        raise BundleError(str(exc), where=path, hint="pass a shared library the build made") from None
     found: dict[int, set[str]] = {_KIND_PTX: set(), _KIND_ELF: set()}
     pos = 0
     while section and pos + 16 <= len(section):

@@ -84,6 +84,16 @@ def check_needed(library: str, needed: list[str], tc: Toolchain, *, framework: s
                                "or remove the dependency")
 
 
+def read_elf(read, path: Path):
+    """One of trtis_server.elf's readers, its error made the driver's (file, what, how to fix)."""
+    try:
+        return read(path)
+    except elf.ElfError as exc:
+        raise BundleError(f"the build produced a library that cannot be read: {exc}", where=path,
+                          hint="check the op's link flags (it must build a shared library); "
+                               "the previous bundle was kept") from None
+
+
 def verify(plan: BuildPlan, tc: Toolchain, options: Any, built_dir: Path, cache: VerifyCache,
            early_probes: dict[str, Any] | None = None) -> dict[str, dict]:
     """Per target key: the manifest fields of its library (see manifest._library_entry)."""
@@ -92,7 +102,7 @@ def verify(plan: BuildPlan, tc: Toolchain, options: Any, built_dir: Path, cache:
     host: dict[str, str] = {}
     todo: dict[str, list[Target]] = {}
     for target in plan.targets:
-        host[target.key] = elf.loaded_content_sha256(built_dir / target.library)
+        host[target.key] = read_elf(elf.loaded_content_sha256, built_dir / target.library)
         cached = cache.get(REGISTRY_KEY.format(host[target.key]))
         if cached is not None:
             results[target.key] = dict(cached)
@@ -115,7 +125,7 @@ def verify(plan: BuildPlan, tc: Toolchain, options: Any, built_dir: Path, cache:
         # Cheap, so never cached: they read the file itself.
         info["sha256"] = sha256_file(path)
         info["host_sha256"] = host[target.key]
-        info["needed"] = elf.dynamic_info(path)["needed"]
+        info["needed"] = read_elf(elf.dynamic_info, path)["needed"]
         info["cuda_archs"] = fatbin.cuda_archs(path) if target.cuda else None
         names.compare_registered(by_key[target.key], info.pop("registered"), target.library)
         check_needed(target.library, info["needed"], tc, framework=target.framework)

@@ -277,7 +277,7 @@ TRTIS_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCr
   return creators;
 }
 
-// --- Hooks for `trtis-build ops check` (trtis_build/checks/plugin_check.cc) ------------------
+// --- Hooks for `trtis-build ops check` (frameworks/tensorrt/plugin_check/) ---------------
 // A test case and a CPU reference, so that the check program can create the plugin with
 // real shapes and, on a GPU, compare enqueue with the CPU kernel. TensorRT never calls these.
 
