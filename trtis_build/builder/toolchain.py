@@ -26,7 +26,7 @@ from ..core.files import user_cache_dir, write_text_atomic
 CACHE_SCHEMA = 3
 # CMake needs 3.24 for CUDA_ARCHITECTURES with -real/-virtual suffixes and CUDA 13.
 MIN_CMAKE = (3, 24)
-ENV_KEYS = ("CXX", "CUDACXX", "CUDA_HOME", "CUDA_PATH", "TENSORRT_ROOT", "PATH")
+ENV_KEYS = ("CXX", "CUDACXX", "CUDA_HOME", "CUDA_PATH", "PATH")  # and each framework's env_keys
 # TRTIS_BUILD_CACHE_DIR / XDG_CACHE_HOME choose where the cache lives (default ~/.cache/trtis-build).
 
 
@@ -139,7 +139,8 @@ def fingerprint(located: Mapping[str, Any], python: str, env: Mapping[str, str])
         parts.append(f"{seam.name}.detector={_stat_key(Path(sys.modules[type(seam).__module__].__file__))}")
         for key, path in sorted(located["frameworks"][seam.name].items()):
             parts.append(f"{seam.name}.{key}={_stat_key(path)}")
-    parts += [f"env.{k}={env.get(k, '')}" for k in ENV_KEYS]
+    keys = [*ENV_KEYS, *(key for seam in frameworks.all() for key in seam.env_keys)]
+    parts += [f"env.{k}={env.get(k, '')}" for k in keys]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 

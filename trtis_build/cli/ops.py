@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 
     add = sub.add_parser("add", help="create ops/<framework>/NAME from a template")
     add.add_argument("name", help="op directory name: a Python-style identifier, e.g. addsub")
-    add.add_argument("--framework", choices=frameworks.names(), default="tensorflow")
+    add.add_argument("--framework", choices=frameworks.names(), default=frameworks.DEFAULT)
     add.add_argument("--no-cuda", action="store_true", help="CPU kernel only (no .cu file)")
     add.add_argument("--op-name", help="registered op/plugin name (default: CamelCase of NAME)")
     add.set_defaults(handler=cmd_add)

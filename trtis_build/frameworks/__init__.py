@@ -7,6 +7,9 @@ from .base import Framework
 from .tensorflow import TensorFlow
 from .tensorrt import TensorRT
 
+# What `ops add` creates when no --framework is given.
+DEFAULT = "tensorflow"
+
 FRAMEWORKS: dict[str, Framework] = {framework.name: framework for framework in (
     TensorFlow(),
     TensorRT(),

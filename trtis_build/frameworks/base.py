@@ -73,6 +73,7 @@ class Framework:
     cmake_prefix = ""         # CMake target names: <prefix>_<op>
     cmake_function = ""       # the function of <name>.cmake that the plan calls per op
     op_keys: frozenset[str] = frozenset()   # op.toml keys beyond the common ones
+    env_keys: tuple[str, ...] = ()          # environment variables its detection reads
     # Image version checks: where a base declares this framework's version (labels, then
     # environment variables) and how many version parts must agree with the bundle's.
     base_version_keys: tuple[str, ...] = ()

@@ -68,7 +68,7 @@ def render_template(framework: str, name: str, op_name: str, *, cuda: bool = Tru
     return files
 
 
-def scaffold(root: Path, name: str, *, framework: str = "tensorflow", cuda: bool = True,
+def scaffold(root: Path, name: str, *, framework: str = frameworks.DEFAULT, cuda: bool = True,
              op_name: str | None = None) -> Path:
     validate_name(name)
     op_name = op_name or camel_case(name)

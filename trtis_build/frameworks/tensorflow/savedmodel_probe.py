@@ -11,11 +11,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import trtis_build  # noqa: E402
+from trtis_build.frameworks.tensorflow.loader import load_bundle  # noqa: E402
 
 bundle, saved, inputs_path, outputs_path = sys.argv[1:5]
 signature = sys.argv[5] if len(sys.argv) > 5 else "serving_default"
-trtis_build.load_bundle(bundle)
+load_bundle(bundle)
 model = tf.saved_model.load(saved)
 function = model.signatures[signature]
 with np.load(inputs_path) as inputs:

@@ -40,6 +40,7 @@ class TensorRT(Framework):
     cmake_prefix = "trt"
     cmake_function = "trtis_tensorrt_plugin"
     op_keys = frozenset({"plugins", "namespace"})
+    env_keys = ("TENSORRT_ROOT",)
     base_version_keys = ("org.trtis-build.base.tensorrt.version", "TENSORRT_VERSION", "TRT_VERSION")
     skew_parts = 1
     check_name = "plugin_check"
