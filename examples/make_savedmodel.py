@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import trtis_build
-    from trtis_build.errors import TrtisBuildError
+    from trtis_build.core.errors import TrtisBuildError
 
     try:
         loaded = trtis_build.load_bundle(args.bundle)
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in paths.items():
             print(f"saved {name}: {path}")
         if args.models:
-            from trtis_build import model_repo
+            from trtis_build.frameworks.tensorflow import serving as model_repo
 
             for model_name, source in (("addsub", paths[CUSTOM]), ("addsub_builtin", paths[BUILTIN])):
                 added = model_repo.add_model(model_name, source, models_dir=args.models,
