@@ -39,6 +39,7 @@ from . import elf, frameworks, manifest as manifest_rules
 
 EXIT_CHECK = 3
 EXIT_EXEC = 127
+DIGEST_VARIABLE = "TRTIS_BUNDLE_MANIFEST_SHA256"
 PLUGIN_MODES = ("backend-config", "preload")
 
 
@@ -85,6 +86,24 @@ def check(manifest, bundle):
                             "with %s, or rebuild the op without that dependency"
                             % (path, name, ", ".join(dirs), runtime.provides))
     return problems
+
+
+def manifest_digest_problem(bundle, env):
+    """The image config records the sha256 of the manifest it was composed with
+    (TRTIS_BUNDLE_MANIFEST_SHA256): a library changed together with its manifest entry is
+    caught here. None when it matches or when the image records none."""
+    expected = env.get(DIGEST_VARIABLE)
+    if not expected:
+        return None
+    path = os.path.join(bundle, manifest_rules.MANIFEST)
+    try:
+        found = manifest_rules.sha256_file(path)
+    except OSError as exc:
+        return "cannot read %s: %s" % (path, exc)
+    if found != expected:
+        return ("%s was changed after the image was composed (sha256 %s, the image records %s); "
+                "recompose the image with `trtis-build server`" % (path, found[:12], expected[:12]))
+    return None
 
 
 def op_library_paths(manifest, bundle):
@@ -173,7 +192,7 @@ def main(argv, bundle=None):
     try:
         options, rest = split_args(argv, config)
         manifest = read_manifest(bundle)
-        problems = check(manifest, bundle)
+        problems = [p for p in (manifest_digest_problem(bundle, os.environ),) if p] + check(manifest, bundle)
         if problems:
             raise CheckError("the op bundle cannot work in this image:\n  - " + "\n  - ".join(problems))
         paths = op_library_paths(manifest, bundle)

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import deque
+from queue import Empty, Queue
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -34,36 +38,70 @@ def _environment(env: Mapping[str, str] | None, extra_env: Mapping[str, str] | N
     return merged
 
 
+STOP_GRACE_S = 3.0  # after the first signal, before SIGKILL
+
+
+def _kill_group(proc: subprocess.Popen, first: int = signal.SIGTERM) -> None:
+    """Stop the child and everything it started (its own session: see run): `first` (SIGINT
+    lets Ninja delete the outputs of the commands it interrupts), then SIGKILL after a grace."""
+    for sig in (first, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait()
+
+
+def _pump(stream, queue: Queue) -> None:
+    for line in stream:
+        queue.put(line)
+    queue.put(None)
+
+
 def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = None,
         env: Mapping[str, str] | None = None, extra_env: Mapping[str, str] | None = None,
         log_path: Path | None = None, live: bool = False, check: bool = True,
         timeout: float | None = None, error_factory: Callable[..., CommandError] | None = None,
         failure_message: str | None = None, hint: str | None = None,
         echo: Callable[[str], None] | None = None,
-        on_line: Callable[[str], None] | None = None, input_text: str | None = None) -> Completed:
+        on_line: Callable[[str], None] | None = None, input_text: str | None = None,
+        secret_output: bool = False) -> Completed:
     """Run a command; stdout and stderr are merged.
 
     live=True streams each line to `echo` (default: stderr) as it arrives; `on_line` sees
     every line as it arrives (the build starts work when Ninja reports its first step).
-    `input_text` is written to the command's stdin (otherwise stdin is empty).
+    `input_text` is written to the command's stdin (otherwise stdin is empty). `timeout`
+    is a deadline for the whole run: past it the command and everything it started are
+    killed and CommandError says so. secret_output=True (credential helpers): stdout alone
+    is captured, stderr is discarded, and neither the output nor a tail goes into a log or
+    an error.
     """
     argv = [os.fspath(part) for part in command]
     full_env = _environment(env, extra_env)
     if os.environ.get("TRTIS_BUILD_VERBOSE"):
         print(f"+ {shlex.join(argv)}", file=sys.stderr)
-    log = open(log_path, "a", encoding="utf-8") if log_path else None
+    log = open(log_path, "a", encoding="utf-8", buffering=1) if log_path and not secret_output else None
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
         if log:
             log.write(f"$ {shlex.join(argv)}\n")
         try:
+            # Its own session: a deadline or Ctrl-C kills the whole group it starts (Ninja's
+            # compilers, a probe's children), never leaving one behind.
             proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT,
+                                    stderr=subprocess.DEVNULL if secret_output else subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL if input_text is None else subprocess.PIPE,
-                                    text=True, errors="replace", bufsize=1)
-        except FileNotFoundError as exc:
-            raise CommandError(f"cannot execute {argv[0]!r}: not found", stage=stage,
+                                    text=True, errors="replace", bufsize=1, start_new_session=True)
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            reason = "not found" if isinstance(exc, FileNotFoundError) else exc.strerror
+            raise CommandError(f"cannot execute {argv[0]!r}: {reason}", stage=stage,
                                command=argv, returncode=127, log_path=log_path,
-                               hint=hint or "install it or put it on PATH") from exc
+                               hint=hint or "install it or put it on PATH") from None
         lines: list[str] = []
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         emit = echo or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -71,9 +109,27 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
             assert proc.stdout is not None
             if input_text is not None:
                 assert proc.stdin is not None
-                proc.stdin.write(input_text)  # small (a credential request): no deadlock
-                proc.stdin.close()
-            for line in proc.stdout:
+                try:
+                    proc.stdin.write(input_text)  # small (a credential request): no deadlock
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # it exited without reading: its exit code says why
+            queue: Queue = Queue()
+            threading.Thread(target=_pump, args=(proc.stdout, queue), daemon=True).start()
+            while True:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    line = queue.get(timeout=wait)
+                except Empty:
+                    _kill_group(proc)
+                    raise CommandError(f"{failure_message or Path(argv[0]).name + ' failed'}: no result "
+                                       f"within {timeout:g} s, so it was stopped", stage=stage, command=argv,
+                                       returncode=-signal.SIGKILL, log_path=log_path,
+                                       output_tail="" if secret_output else "".join(tail),
+                                       hint=hint or "find what blocks it (a static initializer, a lock, "
+                                                    "the network) in the output above") from None
+                if line is None:
+                    break
                 lines.append(line)
                 tail.append(line)
                 if log:
@@ -82,11 +138,12 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
                     emit(line.rstrip("\n"))
                 if on_line:
                     on_line(line)
-            returncode = proc.wait(timeout=timeout)
+            returncode = proc.wait()
+        except KeyboardInterrupt:
+            _kill_group(proc, signal.SIGINT)  # Ctrl-C: as if it had reached them, then no one left
+            raise
         except BaseException:
-            # Ctrl-C or timeout: never leave the child behind.
-            proc.kill()
-            proc.wait()
+            _kill_group(proc)
             raise
     finally:
         if log:
@@ -96,7 +153,7 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
         factory = error_factory or CommandError
         raise factory(failure_message or f"{Path(argv[0]).name} failed", stage=stage,
                       command=argv, returncode=returncode, log_path=log_path,
-                      output_tail="".join(tail), hint=hint)
+                      output_tail="" if secret_output else "".join(tail), hint=hint)
     return Completed(argv, returncode, output)
 
 
@@ -114,12 +171,18 @@ class Pending:
             print(f"+ {shlex.join(self.argv)} (started early)", file=sys.stderr)
         self.proc = subprocess.Popen(self.argv, env=_environment(None, extra_env), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     errors="replace")
+                                     errors="replace", start_new_session=True)
 
     def finish(self, input_text: str, *, timeout: float | None = None, failure_message: str | None = None,
                hint: str | None = None) -> str:
         try:
             output, _ = self.proc.communicate(input_text, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            raise CommandError(f"{failure_message or Path(self.argv[0]).name + ' failed'}: no result within "
+                               f"{timeout:g} s, so it was stopped", stage=self.stage, command=self.argv,
+                               returncode=-signal.SIGKILL,
+                               hint=hint or "find what blocks it (a static initializer, a lock) and fix it") from None
         except BaseException:
             self.cancel()
             raise
@@ -131,7 +194,10 @@ class Pending:
 
     def cancel(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
         self.proc.communicate()
 
 

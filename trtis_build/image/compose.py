@@ -15,11 +15,13 @@ import json
 import os
 import shutil
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
 import trtis_server
+from trtis_server.launch import DIGEST_VARIABLE
 from trtis_server.manifest import all_files, integrity_problem, safe_relative
 
 from .. import __version__, frameworks
@@ -213,10 +215,19 @@ def image_labels(manifest: Mapping, raw_manifest: bytes, base: BaseImage,
         if version:
             labels[LABEL + f"toolchain.{name}.version"] = str(version)
     if settings.source:
-        labels["org.opencontainers.image.source"] = settings.source
+        labels["org.opencontainers.image.source"] = without_userinfo(settings.source)
     if settings.revision:
         labels["org.opencontainers.image.revision"] = settings.revision
     return {key: value for key, value in labels.items() if value}
+
+
+def without_userinfo(url: str) -> str:
+    """A URL as it may be published: CI clones put tokens in the remote URL
+    (https://user:token@host/...), and image labels are public."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return url
 
 
 def image_config(base: BaseImage, layer: oci.Layer, labels: Mapping[str, str], epoch: int) -> dict:
@@ -224,8 +235,11 @@ def image_config(base: BaseImage, layer: oci.Layer, labels: Mapping[str, str], e
     base set that we do not override (user, working dir, ports, volumes) stays."""
     config = json.loads(json.dumps(base.config))  # deep copy
     inner = config.setdefault("config", {})
-    env = [item for item in inner.get("Env") or [] if not item.startswith("TRTIS_BUNDLE=")]
-    inner["Env"] = env + [f"TRTIS_BUNDLE=/{OPS_ROOT}"]
+    ours = ("TRTIS_BUNDLE=", f"{DIGEST_VARIABLE}=")
+    env = [item for item in inner.get("Env") or [] if not item.startswith(ours)]
+    inner["Env"] = env + [f"TRTIS_BUNDLE=/{OPS_ROOT}"] + (
+        [f"{DIGEST_VARIABLE}={labels[LABEL + 'bundle.manifest.sha256']}"] if LABEL + "bundle.manifest.sha256" in labels
+        else [])
     inner["Entrypoint"] = [f"/{OPS_ROOT}/{LAUNCHER}"]
     inner["Cmd"] = list(DEFAULT_CMD)
     inner["Labels"] = {**(inner.get("Labels") or {}), **labels}
@@ -272,8 +286,8 @@ def compose(base: BaseImage, settings: ComposeSettings, work: Path,
                       "annotations": annotations}
     desc = layout.add_json(image_manifest, oci.OCI_MANIFEST)
     if base.layout is not None:
-        for item in base.layers:
-            layout.link_blob(base.layout.blob_path(item.digest), item.digest)
+        for item in base.layers:  # a damaged base is named here, not by skopeo later
+            layout.link_blob(base.layout.verified_blob(item), item.digest)
     tag = image_tag(settings.tag)
     layout.write_index([oci.Descriptor(desc.media_type, desc.digest, desc.size, {oci.REF_NAME: tag})])
     return Composed(layout, desc, config, layer, base, labels, skew, time.monotonic() - started)
@@ -303,6 +317,9 @@ def dockerfile_text(composed: Composed, context_name: str) -> str:
     lines.append("FROM ${BASE}")
     lines.append(f"COPY --chown=0:0 {context_name}/ /")
     lines.append(f"ENV TRTIS_BUNDLE=/{OPS_ROOT}")
+    digest = composed.labels.get(LABEL + "bundle.manifest.sha256")
+    if digest:
+        lines.append(f"ENV {DIGEST_VARIABLE}={digest}")
     for key, value in sorted(composed.labels.items()):
         lines.append(f"LABEL {json.dumps(key)}={json.dumps(value)}")
     lines.append(f"ENTRYPOINT {json.dumps(inner['Entrypoint'])}")

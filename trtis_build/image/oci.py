@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -52,6 +53,9 @@ def source_date_epoch(env: Mapping[str, str] | None = None) -> int:
     if epoch < 0:
         raise ImageError("SOURCE_DATE_EPOCH must not be negative")
     return epoch
+
+
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def canonical_json(obj) -> bytes:
@@ -313,10 +317,26 @@ class Layout:
         return layout
 
     def blob_path(self, digest: str) -> Path:
-        algorithm, _, hexpart = digest.partition(":")
-        if algorithm != "sha256" or len(hexpart) != 64:
-            raise ImageError(f"unsupported digest {digest!r}")
-        return self.blobs / hexpart
+        """Where a blob lives. Digests come from image manifests and indexes, which may be
+        hostile: only sha256:<64 lower-case hex> names a file, always inside blobs/sha256/."""
+        if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
+            raise ImageError(f"invalid blob digest {str(digest)[:80]!r} in the image {self.root}", where=self.root,
+                             hint="digests are sha256:<64 hex digits>; the image is damaged or crafted")
+        return self.blobs / digest[len("sha256:"):]
+
+    def verified_blob(self, desc: "Descriptor") -> Path:
+        """A blob checked against its descriptor (size, then sha256) before it is reused."""
+        path = self.blob_path(desc.digest)
+        if not path.is_file():
+            raise ImageError(f"blob {desc.digest} is missing from the image layout {self.root}", where=self.root)
+        size = path.stat().st_size
+        if size != desc.size:
+            raise ImageError(f"blob {desc.digest} of {self.root} has {size} bytes, its manifest says {desc.size}",
+                             where=path, hint="the base image is damaged: pull or export it again")
+        if sha256_digest(path) != desc.digest:
+            raise ImageError(f"blob {desc.digest} of {self.root} does not match its digest", where=path,
+                             hint="the base image is damaged or was modified: pull or export it again")
+        return path
 
     def has_blob(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
@@ -523,7 +543,10 @@ def _docker_to_layout(path: Path, work: Path) -> None:
     try:
         items = json.loads((work / "manifest.json").read_text())
         item = items[0]
-        config_bytes = (work / item["Config"]).read_bytes()
+        config_name = _safe_name(item["Config"]) if isinstance(item.get("Config"), str) else None
+        if not config_name:
+            raise ValueError(f"Config {item.get('Config')!r} is not a file inside the archive")
+        config_bytes = (work / config_name).read_bytes()
         layer_files = [work / _safe_name(name) for name in item["Layers"]]
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise ImageError(f"the docker manifest.json in {path} is invalid: {exc}", where=path) from None

@@ -103,6 +103,9 @@ def _auth_files(env: Mapping[str, str]) -> list[Path]:
     return files
 
 
+HELPER_TIMEOUT_S = 30.0
+
+
 def _helper_credentials(helper: str, registry: str, keys: set[str], where: Path) -> tuple[str, str] | None:
     """Ask docker-credential-<helper> for `registry` (docker's protocol); None if it has none."""
     from ..core import process
@@ -110,9 +113,13 @@ def _helper_credentials(helper: str, registry: str, keys: set[str], where: Path)
     program = f"docker-credential-{helper}"
     for server in sorted(keys, key=lambda k: (k != registry, k)):  # the bare host first
         try:
+            # secret_output: its stderr is dropped and its answer is never logged or quoted.
             done = process.run([program, "get"], stage="image", input_text=server + "\n", check=False,
-                               timeout=60)
-        except CommandError:
+                               timeout=HELPER_TIMEOUT_S, secret_output=True)
+        except CommandError as error:
+            if error.returncode != 127:  # the deadline: a helper waiting for a prompt nobody sees
+                raise ImageError(f"{program} did not answer within {HELPER_TIMEOUT_S:g} s", where=where,
+                                 hint=f"unlock the credential store, or log in with `skopeo login {registry}`") from None
             raise ImageError(f"{where} names the credential helper {helper!r}, but {program} is not installed",
                              where=where, hint=f"install {program}, or log in with `skopeo login {registry}` "
                                                "(it writes a plain auths entry)") from None
@@ -121,8 +128,11 @@ def _helper_credentials(helper: str, registry: str, keys: set[str], where: Path)
         try:
             answer = json.loads(done.output)
         except ValueError:
-            raise ImageError(f"{program} get answered something that is not JSON: {done.output[:200]!r}",
-                             where=where) from None
+            raise ImageError(f"{program} get answered something that is not JSON ({len(done.output)} "
+                             "characters, not shown: they may hold the secret)", where=where,
+                             hint=f"run `echo {server} | {program} get` yourself to see what it says") from None
+        if not isinstance(answer, dict):
+            raise ImageError(f"{program} get answered JSON that is not an object", where=where)
         if answer.get("Username") == "<token>":
             raise ImageError(f"{program} holds an identity token for {registry}, which trtis-build cannot "
                              "exchange", where=where,

@@ -24,6 +24,9 @@ JSON_MARK = "@@TRTIS-JSON@@"
 # TensorFlow's own rule for op names (op_def_builder.cc): starts upper-case, then word chars.
 OP_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*$")
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+# Loading a library runs its static initializers: one that blocks must not hang the build
+# (which holds the tree's lock). Importing TensorFlow takes seconds; this is generous.
+PROBE_TIMEOUT_S = float(os.environ.get("TRTIS_BUILD_PROBE_TIMEOUT", "300"))
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ class TensorFlow(Framework):
     def detect(self, located, python, options):
         if not located.get("tensorflow_dir"):
             return None
-        out = process.capture([python, str(PROBE), "info"], stage="toolchain", extra_env=QUIET)
+        out = process.capture([python, str(PROBE), "info"], stage="toolchain", extra_env=QUIET,
+                              timeout=PROBE_TIMEOUT_S)
         data = _result(out, "info")
         framework_lib = next((f.removeprefix("-l:") for f in data["link_flags"] if f.startswith("-l:")),
                              "libtensorflow_framework.so.2")
@@ -167,9 +171,10 @@ class TensorFlow(Framework):
         failure = "loading the built libraries into TensorFlow crashed"
         if early is None:
             out = process.capture([info.python, str(PROBE), "registered", *map(str, paths)], stage="bundle",
-                                  extra_env=QUIET, failure_message=failure)
+                                  extra_env=QUIET, failure_message=failure, timeout=PROBE_TIMEOUT_S)
         else:
-            out = early.finish("".join(f"{path}\n" for path in paths), failure_message=failure)
+            out = early.finish("".join(f"{path}\n" for path in paths), failure_message=failure,
+                               timeout=PROBE_TIMEOUT_S)
         results = {}
         for path, found in _result(out, "registered").items():
             if "error" in found:

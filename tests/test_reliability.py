@@ -1,0 +1,205 @@
+"""The reliability suite (issue 12): hostile inputs, secrets and faults. Each test reproduces
+one defect found by probing the tool and checks the fix at its root. Real processes, real
+files; nothing is mocked except where a test says so."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from trtis_build.core import process
+from trtis_build.core.errors import CommandError, ImageError, LockTimeout
+from trtis_build.core.locks import FileLock
+from trtis_build.image import compose, oci, registry
+
+
+# --- 1. a crafted base cannot reach files outside its layout or archive ---------------------
+
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_a_docker_archive_naming_a_host_file_as_config_is_refused(tmp_path):
+    secret = tmp_path / "host-config.json"
+    secret.write_text('{"auths": {"r.example.com": {"auth": "c2VjcmV0"}}}')
+    layer = gzip.compress(b"")
+    archive = _tar(tmp_path / "evil.tar", {
+        "manifest.json": json.dumps([{"Config": str(secret), "RepoTags": ["evil:1"],
+                                      "Layers": ["layer.tar"]}]).encode(),
+        "layer.tar": layer})
+    with pytest.raises(ImageError, match="not a file inside the archive"):
+        oci.import_archive(archive, tmp_path / "layout")
+    assert not (tmp_path / "layout").exists()
+    assert not list(tmp_path.glob("*.partial"))  # nothing half-written left behind
+
+
+@pytest.mark.parametrize("digest", ["sha256:" + ("../" * 22)[:64], "sha256:" + "A" * 64, "sha512:" + "0" * 64,
+                                    "sha256:" + "0" * 63 + "/", 42])
+def test_a_digest_that_is_not_sha256_hex_names_no_file(tmp_path, digest):
+    layout = oci.Layout.create(tmp_path / "layout")
+    with pytest.raises(ImageError, match="invalid blob digest"):
+        layout.blob_path(digest)
+
+
+def test_an_oci_base_whose_layer_digest_escapes_the_layout_is_refused(tmp_path):
+    layout = oci.Layout.create(tmp_path / "base")
+    config = layout.add_json({"architecture": "amd64", "os": "linux", "config": {},
+                              "rootfs": {"type": "layers", "diff_ids": []}}, oci.OCI_CONFIG)
+    escaping = "sha256:" + ("../" * 22)[:64]
+    manifest = {"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "config": config.to_json(),
+                "layers": [{"mediaType": oci.OCI_LAYER_GZIP, "digest": escaping, "size": 10}]}
+    desc = layout.add_json(manifest, oci.OCI_MANIFEST)
+    layout.write_index([oci.Descriptor(desc.media_type, desc.digest, desc.size, {oci.REF_NAME: "x"})])
+    with pytest.raises(ImageError, match="invalid blob digest"):
+        oci.write_archive(layout, desc, tmp_path / "out.tar", name="x:1", epoch=0)
+    assert not (tmp_path / "out.tar").exists()
+
+
+# --- 2. a credential helper's secret never reaches a message --------------------------------
+
+def _helper(tmp_path: Path, monkeypatch, script: str) -> dict:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    helper = bin_dir / "docker-credential-probe"
+    helper.write_text("#!/bin/sh\nread server\n" + script)
+    helper.chmod(0o755)
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "probe"}))
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return {"DOCKER_CONFIG": str(tmp_path), "HOME": str(tmp_path / "nohome")}
+
+
+def test_a_helper_warning_on_stderr_does_not_break_its_answer(tmp_path, monkeypatch):
+    env = _helper(tmp_path, monkeypatch, 'echo "warning: keychain is slow" >&2\n'
+                                          'echo \'{"Username": "robot", "Secret": "hunter2"}\'\n')
+    assert registry.credentials("r.example.com", env) == ("robot", "hunter2")
+
+
+def test_a_helper_answer_that_is_not_json_is_not_quoted(tmp_path, monkeypatch):
+    env = _helper(tmp_path, monkeypatch, 'echo \'note {"Username": "robot", "Secret": "hunter2"}\'\n')
+    with pytest.raises(ImageError) as info:
+        registry.credentials("r.example.com", env)
+    assert "hunter2" not in info.value.render() and "not JSON" in info.value.render()
+
+
+def test_a_helper_that_never_answers_is_stopped(tmp_path, monkeypatch):
+    env = _helper(tmp_path, monkeypatch, "sleep 30\n")
+    monkeypatch.setattr(registry, "HELPER_TIMEOUT_S", 1.0)
+    started = time.monotonic()
+    with pytest.raises(ImageError, match="did not answer within 1 s"):
+        registry.credentials("r.example.com", env)
+    assert time.monotonic() - started < 10
+
+
+# --- 3. no token from a clone URL in what the image publishes ---------------------------------
+
+@pytest.mark.parametrize("url, public", [
+    ("https://ci:glpat-XYZ@gitlab.example.com/team/ops.git", "https://gitlab.example.com/team/ops.git"),
+    ("https://x-access-token:ghs_abc@github.com/o/r", "https://github.com/o/r"),
+    ("https://github.com/o/r", "https://github.com/o/r"),
+    ("git@github.com:o/r.git", "git@github.com:o/r.git"),  # scp form: a user name, no secret
+])
+def test_userinfo_is_stripped_from_published_urls(url, public):
+    assert compose.without_userinfo(url) == public
+
+
+def test_the_source_label_and_dockerfile_carry_no_token(tmp_path):
+    from trtis_build.image.base import BaseImage
+
+    base = BaseImage("b", "sha256:" + "a" * 64, {"layers": []}, {"config": {}}, None, None, None)
+    settings = compose.ComposeSettings(bundle_dir=tmp_path, tag="t:1",
+                                       source="https://ci:s3cr3t-token@git.example.com/ops.git")
+    labels = compose.image_labels({"libraries": []}, b"{}", base, settings)
+    assert labels["org.opencontainers.image.source"] == "https://git.example.com/ops.git"
+    config = {"config": {"Entrypoint": ["/x"], "Cmd": ["y"]}}
+    text = compose.dockerfile_text(compose.Composed(None, None, config, None, base, labels, [], 0), "ctx")
+    assert "s3cr3t" not in text
+
+
+# --- 4. a damaged base blob is named before it is linked into the image ---------------------
+
+def test_a_corrupt_base_blob_is_named(tmp_path):
+    layout = oci.Layout.create(tmp_path / "base")
+    desc = layout.add_bytes(b"layer bytes", oci.OCI_LAYER)
+    assert layout.verified_blob(desc) == layout.blob_path(desc.digest)
+    layout.blob_path(desc.digest).write_bytes(b"layer bytez")  # same size, other content
+    with pytest.raises(ImageError, match=f"{desc.digest} .* does not match its digest"):
+        layout.verified_blob(desc)
+    layout.blob_path(desc.digest).write_bytes(b"short")
+    with pytest.raises(ImageError, match="has 5 bytes, its manifest says 11"):
+        layout.verified_blob(desc)
+
+
+# --- 8. the lock file is never a symlink that is followed -------------------------------------
+
+def test_the_lock_refuses_a_symlink_and_leaves_its_target_alone(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me\n")
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / ".lock").symlink_to(precious)
+    with pytest.raises(LockTimeout, match="cannot open the lock file"):
+        with FileLock(tmp_path / "build" / ".lock"):
+            pass
+    assert precious.read_text() == "keep me\n"
+
+
+def test_a_held_lock_times_out_with_a_message(tmp_path):
+    said = []
+    with FileLock(tmp_path / ".lock"):
+        with pytest.raises(LockTimeout, match="held"):
+            with FileLock(tmp_path / ".lock", what="another build", timeout=0.5, on_wait=said.append):
+                pass
+    assert said and "waiting for another build" in said[0]
+
+
+# --- 10. every deadline is enforced, with everything the command started -------------------
+
+def test_a_timeout_stops_the_command_and_its_children(tmp_path):
+    marker = tmp_path / "child-still-running"
+    script = f"(sleep 3; touch {marker}) & sleep 30"
+    started = time.monotonic()
+    with pytest.raises(CommandError, match="no result within 1 s"):
+        process.run(["sh", "-c", script], stage="test", timeout=1)
+    assert time.monotonic() - started < 8
+    time.sleep(3.5)
+    assert not marker.exists()  # the background child went with its parent
+
+
+def test_secret_output_keeps_stderr_out_of_the_answer_and_the_log(tmp_path):
+    log = tmp_path / "log"
+    done = process.run(["sh", "-c", "echo answer; echo 'Secret: x' >&2; exit 4"], stage="test",
+                       check=False, secret_output=True, log_path=log)
+    assert done.output == "answer\n" and done.returncode == 4
+    assert not log.exists()
+
+
+def test_a_probe_started_early_has_a_deadline():
+    pending = process.Pending(["sh", "-c", "sleep 30"], stage="test")
+    started = time.monotonic()
+    with pytest.raises(CommandError, match="no result within 1 s"):
+        pending.finish("", timeout=1)
+    assert time.monotonic() - started < 8
+
+
+def test_a_sha256_label_is_what_the_launcher_compares(tmp_path):
+    """5: the manifest's sha256 travels in the image config, which the launcher checks."""
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"schema": 1, "libraries": [], "kernel_libraries": []}')
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    from trtis_server import launch
+
+    assert launch.manifest_digest_problem(str(tmp_path), {"TRTIS_BUNDLE_MANIFEST_SHA256": digest}) is None
+    problem = launch.manifest_digest_problem(str(tmp_path), {"TRTIS_BUNDLE_MANIFEST_SHA256": "0" * 64})
+    assert "manifest.json was changed" in problem
