@@ -203,3 +203,63 @@ def test_a_sha256_label_is_what_the_launcher_compares(tmp_path):
     assert launch.manifest_digest_problem(str(tmp_path), {"TRTIS_BUNDLE_MANIFEST_SHA256": digest}) is None
     problem = launch.manifest_digest_problem(str(tmp_path), {"TRTIS_BUNDLE_MANIFEST_SHA256": "0" * 64})
     assert "manifest.json was changed" in problem
+
+
+# --- 6, 7, 9. nothing the tool did not make is replaced or deleted ---------------------------
+
+def test_a_cmake_directory_the_tool_did_not_make_is_never_deleted(tmp_path, pure):
+    from types import SimpleNamespace
+
+    from trtis_build.builder import driver
+    from trtis_build.core.errors import ConfigError
+    from trtis_build.core.options import Options
+
+    options = Options(root=tmp_path, build_dir=tmp_path, bundle_dir=tmp_path / "bundle")  # --build-dir .
+    mine = options.cmake_dir / "FindThing.cmake"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("# the user's own\n")
+    tool = SimpleNamespace(path="/usr/bin/true")
+    tc = SimpleNamespace(cmake=tool, ninja=tool, cxx=tool, fingerprint="x")
+    with pytest.raises(ConfigError, match="was not made by trtis-build"):
+        driver._configure(options, tc, tmp_path / "plan.cmake", driver.Progress(echo=lambda _: None))
+    assert mine.read_text() == "# the user's own\n"
+
+
+def test_server_out_never_replaces_a_layout_it_did_not_write(tmp_path):
+    base = oci.Layout.create(tmp_path / "base")
+    base.write_index([])
+    assert "did not write" in compose.replaceable_output(tmp_path / "base")
+    ours = oci.Layout.create(tmp_path / "ours")
+    ours.write_index([], annotations={compose.WRITTEN_BY: "0.1.0"})
+    assert compose.replaceable_output(tmp_path / "ours") is None
+    assert compose.replaceable_output(tmp_path / "new") is None
+    (tmp_path / "file").write_text("x")
+    assert compose.replaceable_output(tmp_path / "file") == "is not a directory"
+
+
+def test_a_kernels_only_build_never_replaces_a_bundle_with_op_libraries(tmp_path):
+    from types import SimpleNamespace
+
+    from trtis_build.builder.plan import BuildPlan
+    from trtis_build.bundle import publish
+    from trtis_build.core.errors import BundleError
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"schema": 1, "kernel_libraries": [], "libraries": [
+        {"path": "tensorflow/libaddsub.so", "framework": "tensorflow", "sha256": "0" * 64}]}))
+    plan = BuildPlan(cuda_enabled=False, cuda_archs=(), ptx_arch=None, nvcc_flags=(), variables={},
+                     targets=(), skipped=())
+    options = SimpleNamespace(bundle_dir=bundle, build_dir=tmp_path / "build")
+    with pytest.raises(BundleError, match="would replace the bundle"):
+        publish.publish(plan, None, options, built_dir=tmp_path / "out", kernels_only=True)
+    assert json.loads((bundle / "manifest.json").read_text())["libraries"]
+
+
+def test_an_image_of_no_op_libraries_is_refused(tmp_path):
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "k.so").write_bytes(b"k")
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema": 1, "libraries": [], "kernel_libraries": [
+        {"path": "kernels/k.so", "sha256": hashlib.sha256(b"k").hexdigest()}]}))
+    with pytest.raises(ImageError, match="no op libraries"):
+        compose.bundle_files(tmp_path)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the bundle stage sits above this one: it is handed in, neve
     from ..bundle.publish import Bundle
 
 CMAKE_SOURCE_DIR = Path(__file__).parent / "cmake"
+OWNED_MARK = ".trtis-build-owned"  # in every directory the driver may delete
 # A second build of one tree waits for the first; past this it gives up with a message.
 LOCK_TIMEOUT_S = 3600.0
 # gcc/clang "file:line:col: error: ..." and nvcc/cudafe "file(line): error: ...".
@@ -83,9 +84,17 @@ def _configure(options: Options, tc: toolchain_stage.Toolchain, plan_path: Path,
                 return  # Ninja re-runs CMake by itself when the plan file changes
         except ValueError:
             pass
-    if cmake_dir.exists():
-        shutil.rmtree(cmake_dir)  # stale cache from another toolchain or source: start clean
+    if cmake_dir.exists() or cmake_dir.is_symlink():
+        # A stale cache from another toolchain or source: start clean, but only in a directory
+        # this tool made (--build-dir . in a tree with its own cmake/ must lose nothing).
+        if cmake_dir.is_symlink() or not cmake_dir.is_dir() or (
+                any(cmake_dir.iterdir()) and not (cmake_dir / OWNED_MARK).is_file() and not stamp_path.is_file()):
+            raise ConfigError(f"{cmake_dir} exists and was not made by trtis-build; it is left as it is",
+                              where=cmake_dir, hint="choose another --build-dir (default: build), "
+                                                    "or move that directory away")
+        shutil.rmtree(cmake_dir)
     cmake_dir.mkdir(parents=True)
+    (cmake_dir / OWNED_MARK).write_text("made by trtis-build: deleted and remade when the toolchain changes\n")
     with progress.step("configure"):
         process.run([tc.cmake.path, "-S", CMAKE_SOURCE_DIR, "-B", cmake_dir, "-G", "Ninja",
                      f"-DCMAKE_MAKE_PROGRAM={tc.ninja.path}", f"-DCMAKE_CXX_COMPILER={tc.cxx.path}",

@@ -21,7 +21,7 @@ from ..builder import driver
 from ..builder.plan import BuildPlan
 from ..builder.toolchain import Toolchain
 from ..core.errors import BundleError
-from .manifest import make_manifest
+from .manifest import make_manifest, read_manifest
 from .verify import VerifyCache, verify
 
 KEEP_VERSIONS = 3
@@ -60,6 +60,19 @@ def _install_version(manifest: dict, files: dict[str, Path], out: Path) -> Path:
     return final
 
 
+def _refuse_to_drop_libraries(out: Path) -> None:
+    """A kernels-only bundle holds no op libraries: it must not replace one that does."""
+    try:
+        libraries = read_manifest(out).get("libraries") if (out / "manifest.json").is_file() else None
+    except BundleError:
+        return  # not a readable bundle: _point_link decides
+    if libraries:
+        raise BundleError(f"--kernels-only would replace the bundle at {out}, which holds "
+                          f"{len(libraries)} op libraries, with one that holds none", where=out,
+                          hint="give the kernel build its own --out (e.g. --out build/kernels), "
+                               "or build everything without --kernels-only")
+
+
 def _point_link(out: Path, target: Path) -> bool:
     """Make `out` a symlink to `target` with one atomic rename; True if it changed."""
     relative = os.path.relpath(target, out.parent)
@@ -94,6 +107,8 @@ def publish(plan: BuildPlan, tc: Toolchain, options, *, built_dir: Path,
     the frameworks' probes started while compiling (start_early_probe); the caller cancels
     those not used."""
     out = options.bundle_dir
+    if kernels_only:
+        _refuse_to_drop_libraries(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     harnesses, files = {}, {}
     for target in plan.targets:

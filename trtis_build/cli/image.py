@@ -115,9 +115,10 @@ def cmd_server(args) -> int:
         raise ConfigError(f"--push needs --tag with a registry host, not {args.tag!r}",
                           hint="e.g. --tag registry.example.com/team/triton-ops:1 or localhost:5000/ops:1")
     out = Path(args.out).resolve() if args.out else options.build_dir / "image"
-    if out.exists() and not (out / "oci-layout").is_file() and (not out.is_dir() or any(out.iterdir())):
-        # It is replaced as a whole at the end: never take a directory that is not an image.
-        raise ConfigError(f"--out {out} exists and is not an OCI image layout",
+    refusal = image.replaceable_output(out)
+    if refusal:
+        # It is replaced as a whole at the end: never take what an earlier `server` did not write.
+        raise ConfigError(f"--out {out} {refusal}; it is left as it is",
                           where=out, hint="give a new directory or one an earlier `trtis-build server` wrote")
     cache = user_cache_dir()
     base_is_registry = args.base is not None and _looks_remote(args.base)

@@ -33,6 +33,8 @@ from .base import BaseImage
 from .registry import Reference, Registry, parse_reference, push_blobs
 
 OPS_ROOT = "opt/tritonserver/ops"
+# In the index of every layout `server --out` writes: only such a layout is ever replaced.
+WRITTEN_BY = "org.trtis-build.layout"
 LAUNCHER = "trtis-launch"
 # The launcher's package, beside it in the image (trtis-launch puts runtime/ on sys.path).
 RUNTIME_DIR = "runtime/trtis_server"
@@ -99,9 +101,11 @@ def bundle_files(bundle_dir: Path) -> tuple[dict, bytes, list[tuple[str, Path]]]
         if problem:
             raise ImageError(problem, where=path, hint="the bundle changed after it was built; rebuild it")
         files.append((relative, path))
-    if not files:
-        raise ImageError("the bundle has no libraries", where=bundle_dir,
-                         hint="add an op (trtis-build ops add NAME) and build it")
+    if not manifest.get("libraries"):
+        # A kernels-only bundle (GPU harness) or one whose every op was skipped serves nothing.
+        raise ImageError("the bundle has no op libraries, so the image would serve none", where=bundle_dir,
+                         hint="build the ops with `trtis-build ops build` (not --kernels-only) and read "
+                              "its 'skipped' lines")
     return manifest, raw, files
 
 
@@ -289,8 +293,27 @@ def compose(base: BaseImage, settings: ComposeSettings, work: Path,
         for item in base.layers:  # a damaged base is named here, not by skopeo later
             layout.link_blob(base.layout.verified_blob(item), item.digest)
     tag = image_tag(settings.tag)
-    layout.write_index([oci.Descriptor(desc.media_type, desc.digest, desc.size, {oci.REF_NAME: tag})])
+    layout.write_index([oci.Descriptor(desc.media_type, desc.digest, desc.size, {oci.REF_NAME: tag})],
+                       annotations={WRITTEN_BY: __version__})
     return Composed(layout, desc, config, layer, base, labels, skew, time.monotonic() - started)
+
+
+def replaceable_output(out: Path) -> str | None:
+    """Why `out` may not be replaced by a new image layout, or None: it must be missing,
+    an empty directory, or a layout this tool wrote (never a base or another tool's images)."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        return "is not a directory"
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    if not (out / "oci-layout").is_file():
+        return "exists and is not an OCI image layout"
+    try:
+        index = json.loads((out / "index.json").read_text())
+    except (OSError, ValueError):
+        return "is an OCI layout with no readable index.json"
+    if not isinstance(index, dict) or WRITTEN_BY not in (index.get("annotations") or {}):
+        return "is an OCI layout that trtis-build did not write (a base, or other images)"
+    return None
 
 
 def image_tag(name: str) -> str:

@@ -390,9 +390,11 @@ class Layout:
         except (OSError, json.JSONDecodeError) as exc:
             raise ImageError(f"cannot read index.json: {exc}", where=self.root) from None
 
-    def write_index(self, manifests: Iterable[Descriptor]) -> None:
+    def write_index(self, manifests: Iterable[Descriptor], annotations: Mapping[str, str] | None = None) -> None:
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
                  "manifests": [d.to_json() for d in manifests]}
+        if annotations:
+            index["annotations"] = dict(annotations)
         (self.root / "index.json").write_bytes(canonical_json(index))
 
     def find_manifest(self, ref: str | None = None, *, arch: str = "amd64") -> tuple[Descriptor, dict]:
