@@ -263,3 +263,46 @@ def test_an_image_of_no_op_libraries_is_refused(tmp_path):
         {"path": "kernels/k.so", "sha256": hashlib.sha256(b"k").hexdigest()}]}))
     with pytest.raises(ImageError, match="no op libraries"):
         compose.bundle_files(tmp_path)
+
+
+# --- 13, 15. op directories and op.toml values that would break the build are refused ------
+
+@pytest.mark.parametrize("name", ["add sub", "addsüb", "a" * 65, "x;$(touch pwned)", "1op"])
+def test_an_op_directory_name_that_cannot_name_a_library_is_refused(tmp_path, name, pure):
+    from trtis_build.core.errors import OpSpecError
+    from trtis_build.ops.discover import discover
+
+    directory = tmp_path / "ops" / "tensorflow" / name
+    directory.mkdir(parents=True)
+    (directory / "op.toml").write_text('version = "1"\nops = ["A"]\n')
+    (directory / "a_op.cc").write_text("")
+    with pytest.raises(OpSpecError, match="cannot name a library"):
+        discover(tmp_path)
+
+
+def test_a_source_found_by_convention_may_not_link_outside_the_project(tmp_path, pure):
+    from trtis_build.core.errors import OpSpecError
+    from trtis_build.ops.discover import discover
+
+    outside = tmp_path / "elsewhere.cc"
+    outside.write_text("")
+    project = tmp_path / "project"
+    directory = project / "ops" / "tensorflow" / "op"
+    directory.mkdir(parents=True)
+    (directory / "op.toml").write_text('version = "1"\nops = ["A"]\n')
+    (directory / "op_op.cc").symlink_to(outside)
+    with pytest.raises(OpSpecError, match="outside the project"):
+        discover(project)
+
+
+@pytest.mark.parametrize("version", ["", " ", "1;2", "v1\n"])
+def test_an_empty_or_odd_version_is_refused(tmp_path, version, pure):
+    from trtis_build.core.errors import OpSpecError
+    from trtis_build.ops.discover import discover
+
+    directory = tmp_path / "ops" / "tensorflow" / "op"
+    directory.mkdir(parents=True)
+    (directory / "op.toml").write_text(f'version = {json.dumps(version)}\nops = ["A"]\n')
+    (directory / "op_op.cc").write_text("")
+    with pytest.raises(OpSpecError, match="is not a version"):
+        discover(tmp_path)

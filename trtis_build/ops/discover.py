@@ -5,6 +5,7 @@ Pure: reads files, starts nothing. Returns frozen `OpSpec`s that later stages co
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,9 @@ from ..frameworks.base import read_string_list as _string_list
 from ..frameworks.base import reject_unknown as _reject_unknown
 
 OP_TOML = "op.toml"
+# An op's directory names its library (lib<name>.so) and CMake targets (<prefix>_<name>).
+OP_DIR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}")
 
 SOURCE_KEYS = ("sources", "kernel_sources", "cuda_sources", "gpu_sources")
 # [harness]: how the GPU harness calls the op's CUDA launcher (validated by testing/harness.py).
@@ -100,12 +104,19 @@ def _sources(data: dict, directory: Path, op_toml: Path, root: Path) -> dict[str
     for path in sorted(directory.iterdir()):
         kind = _classify(path)
         if kind and path.is_file() and path.resolve() not in taken and explicit[kind] is None:
+            if root not in path.resolve().parents:  # a symlink found by convention: same rule as listed
+                raise _fail(f"{path.name} is a link to {path.resolve()}, outside the project {root}", op_toml,
+                            kind, hint="copy the file into the project, or remove the link")
             found[kind].append(path.resolve())
     return {key: listed.get(key, found[key]) for key in SOURCE_KEYS}
 
 
 def load_op(directory: Path, framework: str, *, root: Path, default_namespace: str = "") -> OpSpec:
     """Read and validate one op directory."""
+    if not OP_DIR_NAME.fullmatch(directory.name):
+        raise OpSpecError(f"op directory name {directory.name!r} cannot name a library and CMake targets",
+                          where=directory, hint="use ASCII letters, digits and '_', starting with a letter, "
+                                                "at most 64 characters (e.g. add_sub)")
     directory = directory.resolve()
     op_toml = directory / OP_TOML
     if not op_toml.is_file():
@@ -122,6 +133,9 @@ def load_op(directory: Path, framework: str, *, root: Path, default_namespace: s
         raise _fail(f"'name' is {name!r} but the directory is {directory.name!r}", op_toml, "name",
                     hint="rename one so that they match")
     version = _string(data, "version", op_toml, required=True)
+    if not VERSION.fullmatch(version):
+        raise _fail(f"'version' {version!r} is not a version", op_toml, "version",
+                    hint='write it as version = "1.0" (letters, digits, ".", "-", "+", "_")')
     description = _string(data, "description", op_toml, required=False)
     sources = _sources(data, directory, op_toml, root)
     if not sources["sources"]:
