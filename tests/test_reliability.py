@@ -306,3 +306,35 @@ def test_an_empty_or_odd_version_is_refused(tmp_path, version, pure):
     (directory / "op_op.cc").write_text("")
     with pytest.raises(OpSpecError, match="is not a version"):
         discover(tmp_path)
+
+
+# --- 11. a killed driver leaves no server behind ----------------------------------------------
+
+def test_a_process_started_by_the_driver_dies_with_it(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    driver = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom trtis_build.core import process\n"
+         "child = process.start(['sleep', '60'])\nprint(child.pid, flush=True)\ntime.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    child = int(driver.stdout.readline())
+    os.kill(driver.pid, signal.SIGKILL)  # no handler runs: only the kernel can clean up
+    driver.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        try:
+            with open(f"/proc/{child}/stat") as stat:  # reaped by init soon; a zombie is dead too
+                if stat.read().split(") ", 1)[1].startswith("Z"):
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the server-like child outlived its killed driver")

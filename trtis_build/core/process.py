@@ -7,6 +7,7 @@ the stage, the command, the exit code, the log path and the last lines of output
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
 import signal
@@ -39,6 +40,20 @@ def _environment(env: Mapping[str, str] | None, extra_env: Mapping[str, str] | N
 
 
 STOP_GRACE_S = 3.0  # after the first signal, before SIGKILL
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int):
+    """preexec_fn: the child gets SIGKILL when this process dies, even by kill -9 (Linux),
+    so a killed driver leaves no server or compiler running."""
+    def arm() -> None:
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            return  # not Linux: the process group is still stopped on every exit we see
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+    return arm
 
 
 def _kill_group(proc: subprocess.Popen, first: int = signal.SIGTERM) -> None:
@@ -96,7 +111,8 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
             proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
                                     stderr=subprocess.DEVNULL if secret_output else subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL if input_text is None else subprocess.PIPE,
-                                    text=True, errors="replace", bufsize=1, start_new_session=True)
+                                    text=True, errors="replace", bufsize=1, start_new_session=True,
+                                    preexec_fn=_die_with_parent(os.getpid()))
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
             reason = "not found" if isinstance(exc, FileNotFoundError) else exc.strerror
             raise CommandError(f"cannot execute {argv[0]!r}: {reason}", stage=stage,
@@ -171,7 +187,8 @@ class Pending:
             print(f"+ {shlex.join(self.argv)} (started early)", file=sys.stderr)
         self.proc = subprocess.Popen(self.argv, env=_environment(None, extra_env), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     errors="replace", start_new_session=True)
+                                     errors="replace", start_new_session=True,
+                                     preexec_fn=_die_with_parent(os.getpid()))
 
     def finish(self, input_text: str, *, timeout: float | None = None, failure_message: str | None = None,
                hint: str | None = None) -> str:
@@ -209,8 +226,8 @@ def capture(command: Sequence[str | os.PathLike], *, stage: str, **kwargs) -> st
 def start(command: Sequence[str | os.PathLike], *, cwd: Path | None = None,
           env: Mapping[str, str] | None = None, stdout=None, stderr=None) -> subprocess.Popen:
     """Start a long-running process in its own process group (servers), so that the
-    whole group can be signalled at teardown."""
+    whole group can be signalled at teardown; it dies with this process, even by kill -9."""
     argv = [os.fspath(part) for part in command]
     return subprocess.Popen(argv, cwd=cwd, env=dict(env) if env is not None else None,
                             stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
