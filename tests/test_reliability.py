@@ -338,3 +338,39 @@ def test_a_process_started_by_the_driver_dies_with_it(tmp_path):
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the server-like child outlived its killed driver")
+
+
+# --- 12, 15. user errors are messages with an exit code, never tracebacks -------------------
+
+def _cli(root: Path, *args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "trtis_build", "-C", str(root), *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+@pytest.mark.parametrize("args, code, says", [
+    (("ops", "add", "a" * 300), 3, "too long"),
+    (("ops", "build", "--dry-run", "-j", "0"), 2, "jobs must be a positive integer"),
+    (("ops", "build", "--dry-run", "-j", "-1"), 2, "jobs must be a positive integer"),
+    (("ops", "check", "--gpu-arch", "abc"), 2, "not a CUDA architecture"),
+    (("serve", "--startup-timeout", "nan"), 2, "finite number of seconds"),
+    (("model", "add", 'bad"name', "--savedmodel", "/nonexistent"), 11, "invalid model name"),
+])
+def test_bad_input_is_an_error_not_a_traceback(tmp_path, args, code, says):
+    (tmp_path / "ops").mkdir()
+    result = _cli(tmp_path, *args)
+    assert (result.returncode, "Traceback" in result.stderr) == (code, False), result.stderr
+    assert says in result.stderr
+
+
+def test_a_build_dir_that_is_a_file_is_an_error_not_a_traceback(tmp_path):
+    from trtis_build.ops.scaffold import scaffold
+
+    scaffold(tmp_path, "addsub")
+    (tmp_path / "build").write_text("a file where the build directory belongs\n")
+    result = _cli(tmp_path, "ops", "build", "--dry-run")
+    assert result.returncode == 12 and "Traceback" not in result.stderr, result.stderr
+    assert "a file is in the way" in result.stderr
+    assert (tmp_path / "build").read_text().startswith("a file")

@@ -10,7 +10,7 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from ..core.errors import TrtisBuildError
+from ..core.errors import FileSystemError, TrtisBuildError
 
 # Each module of this package adds its subcommands with register(subparsers).
 COMMAND_MODULES = ("ops", "doctor", "serving", "image")
@@ -38,13 +38,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrtisBuildError as error:
         print(error.render(), file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:
+        # `trtis-build ops list | head`: not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        # Disk full, read-only or mistyped paths: the environment, not a bug; every writer
+        # publishes atomically, so nothing half-written is left.
+        error = FileSystemError.from_os_error(exc)
+        print(error.render(), file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         # Builds publish atomically and servers are torn down by their own handlers, so
         # nothing half-done is left; say what applies to the command that was running.
         kept = {"ops": "the previous bundle was kept", "server": "no image was written to --out"}
         print(f"interrupted: {kept.get(args.command, 'stopped')}", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # `trtis-build ops list | head`: not an error.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0

@@ -143,4 +143,12 @@ def cmd_check(args) -> int:
     from ..bundle.check import check_bundle
 
     options = options_from(args)
+    if args.gpu_arch:
+        from ..bundle.fatbin import parse_arch
+        from ..core.errors import ConfigError
+
+        try:
+            parse_arch(args.gpu_arch.removeprefix("sm_"))
+        except ValueError as exc:
+            raise ConfigError(f"--gpu-arch: {exc}", hint="give the GPU's compute capability, e.g. 90 or sm_90") from None
     return check_bundle(options, gpu_arch=args.gpu_arch, as_json=args.json)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import os
 import signal
@@ -30,9 +31,12 @@ def _models_dir(args) -> Path:
 
 
 def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:  # nan and inf would make every deadline moot
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive, finite number of seconds")
     return value
 
 

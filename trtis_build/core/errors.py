@@ -6,6 +6,7 @@ Anything else that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -148,3 +149,31 @@ class ModelError(TrtisBuildError):
 
     exit_code = 11
     stage = "model add"
+
+
+class FileSystemError(TrtisBuildError):
+    """A file or directory the command must read or write cannot be (disk full, read-only,
+    a file where a directory should be...): said with the path and the fix, no traceback."""
+
+    exit_code = 12
+    stage = "files"
+
+    HINTS = {
+        errno.ENOSPC: "free disk space there (the previous bundle, image or model was kept)",
+        errno.EDQUOT: "free space within your quota there",
+        errno.EROFS: "choose a directory on a writable file system",
+        errno.EACCES: "choose a directory you may write to, or fix its permissions",
+        errno.EPERM: "choose a directory you may write to, or fix its permissions",
+        errno.ENOTDIR: "a part of that path is a file, not a directory: choose another path",
+        errno.EISDIR: "that path is a directory: give a file name",
+        errno.ENOENT: "create its parent directory first, or choose an existing one",
+        errno.ENAMETOOLONG: "choose a shorter name",
+        errno.EEXIST: "a file is in the way where a directory belongs: move it, or choose another path",
+    }
+
+    @classmethod
+    def from_os_error(cls, error: OSError) -> "FileSystemError":
+        what = error.strerror or str(error)
+        where = error.filename if error.filename is not None else None
+        return cls(f"cannot use {where}: {what}" if where else what, where=where,
+                   hint=cls.HINTS.get(error.errno, "check that path and try again"))

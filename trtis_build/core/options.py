@@ -172,6 +172,8 @@ def resolve_options(*, root: Path, env: Mapping[str, str], cli: Mapping[str, Any
             value = parse_arch_list(value, "--cuda-arch")
         elif name in PATH_FIELDS:
             value = Path(value).resolve()
+        elif name == "jobs":  # the same rule as the file and environment layers
+            value = _convert("jobs", value, "-j/--jobs", root)
         values[name] = value
         origin[name] = "command line"
     values.setdefault("bundle_dir", values["build_dir"] / "bundle")

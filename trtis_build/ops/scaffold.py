@@ -37,6 +37,9 @@ def validate_name(name: str) -> None:
     if not name.isidentifier() or keyword.iskeyword(name) or not name.isascii():
         raise ScaffoldError(f"op name {name!r} is not a valid identifier",
                             hint="use lower-case ASCII letters, digits and '_', starting with a letter")
+    if len(name) > 64:
+        raise ScaffoldError(f"op name of {len(name)} characters is too long (at most 64)",
+                            hint="it names a directory, a library and C symbols: choose a shorter one")
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ScaffoldError(f"op name {name!r} must be lower-case (it names a directory, a library "
                             "and C symbols)", hint=f"try {name.lower()!r}")

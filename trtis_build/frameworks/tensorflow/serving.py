@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -35,6 +36,7 @@ from ...core.errors import ModelError, TrtisBuildError
 from ...core.files import sha256_file, swap_directory
 
 VERSION = "1"
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 SAVEDMODEL_DIR = "model.savedmodel"
 OPS_DIR = "ops"
 METADATA = "trtis-model.json"
@@ -328,8 +330,12 @@ def add_model(name: str, savedmodel: Path, *, models_dir: Path, bundle_dir: Path
     """Turn `savedmodel` into <models_dir>/<name>; atomic: a failure leaves no half model."""
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
-    if not name or "/" in name or name.startswith("."):
-        raise ModelError(f"invalid model name {name!r}", hint="use letters, digits, _ and -")
+    if not MODEL_NAME.fullmatch(name or ""):
+        # It is written into config.pbtxt and a directory name: a quote or a newline there would
+        # make the configuration invalid, or inject fields into it.
+        raise ModelError(f"invalid model name {name!r}",
+                         hint="use ASCII letters, digits, '_', '-' and '.', starting with a letter or digit "
+                              "(at most 128 characters)")
     savedmodel = Path(savedmodel).resolve()
     models_dir = Path(models_dir).resolve()
     target = models_dir / name
