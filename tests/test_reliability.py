@@ -374,3 +374,41 @@ def test_a_build_dir_that_is_a_file_is_an_error_not_a_traceback(tmp_path):
     assert result.returncode == 12 and "Traceback" not in result.stderr, result.stderr
     assert "a file is in the way" in result.stderr
     assert (tmp_path / "build").read_text().startswith("a file")
+
+
+# --- 14. what a killed run left half-written is cleaned up; bad paths create nothing --------
+
+def test_scratch_left_by_a_killed_process_is_removed_and_a_live_ones_kept(tmp_path):
+    import subprocess
+
+    from trtis_build.core.files import scratch_path
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / f"img.tar.{dead.pid}.tmp").write_bytes(b"398 MB once")
+    (tmp_path / f".model.{dead.pid}.adding").mkdir()
+    alive = tmp_path / f"img.tar.{os.getppid()}.tmp"
+    alive.write_bytes(b"another run, still going")
+    mine = scratch_path(tmp_path, "img.tar", "tmp")
+    assert mine == tmp_path / f"img.tar.{os.getpid()}.tmp"
+    assert not (tmp_path / f"img.tar.{dead.pid}.tmp").exists() and alive.exists()
+    scratch_path(tmp_path, ".model", "adding")
+    assert not (tmp_path / f".model.{dead.pid}.adding").exists()
+
+
+def test_a_missing_project_root_creates_nothing(tmp_path):
+    result = _cli(tmp_path / "nonexistent", "ops", "build")
+    assert result.returncode == 2 and "no such directory" in result.stderr
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_a_bundle_out_without_a_name_is_refused_before_anything_is_written(tmp_path):
+    from types import SimpleNamespace
+
+    from trtis_build.bundle import publish
+    from trtis_build.core.errors import BundleError
+
+    options = SimpleNamespace(bundle_dir=Path("/"), build_dir=tmp_path)
+    with pytest.raises(BundleError, match="cannot hold a bundle"):
+        publish.publish(None, None, options, built_dir=tmp_path)
+    assert not Path("/..versions").exists()

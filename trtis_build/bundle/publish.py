@@ -107,6 +107,9 @@ def publish(plan: BuildPlan, tc: Toolchain, options, *, built_dir: Path,
     the frameworks' probes started while compiling (start_early_probe); the caller cancels
     those not used."""
     out = options.bundle_dir
+    if not out.name or out == out.parent or out.name in (".", ".."):
+        raise BundleError(f"--out {out} cannot hold a bundle (it needs a name of its own beside which "
+                          "versions are kept)", where=out, hint="give a directory path such as build/bundle")
     if kernels_only:
         _refuse_to_drop_libraries(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import ConfigError
 from ..core.options import Options, find_project_root, resolve_options
 
 
@@ -29,7 +30,13 @@ def add_build_options(parser) -> None:
 
 
 def options_from(args, **extra: Any) -> Options:
-    root = Path(args.root).resolve() if getattr(args, "root", None) else find_project_root(Path.cwd())
+    if getattr(args, "root", None):
+        root = Path(args.root).resolve()
+        if not root.is_dir():  # before anything is created under it
+            raise ConfigError(f"-C {args.root}: no such directory", where=root,
+                              hint="give the project root (the directory that holds ops/)")
+    else:
+        root = find_project_root(Path.cwd())
     cli = {name: getattr(args, name, None)
            for name in ("bundle_dir", "build_dir", "jobs", "cuda_arch", "no_cuda", "tensorrt_root",
                         "tensorrt_python_path", "python")}

@@ -103,7 +103,7 @@ def _bundle_dir(args, options) -> Path:
 
 
 def cmd_server(args) -> int:
-    from ..core.files import swap_directory, user_cache_dir
+    from ..core.files import scratch_path, swap_directory, user_cache_dir
     from ..image import base as imagebase
     from ..image import compose as image
     from ..image import oci
@@ -135,7 +135,7 @@ def cmd_server(args) -> int:
         **dict(zip(("source", "revision"), _provenance_args(args, options.root))))
     info(f"base: {args.base or imagebase.DEFAULT_BASE_NAME}" + (" (remote append)" if remote else ""))
     base = imagebase.open_base(args.base, cache=cache, remote=remote, insecure=insecure, log=info)
-    work = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    work = scratch_path(out.parent, f".{out.name}", "partial")
     shutil.rmtree(work, ignore_errors=True)
     result: dict = {}
     try:

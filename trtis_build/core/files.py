@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import glob
 import os
 import shutil
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Mapping
 from trtis_server.manifest import sha256_file
 
 __all__ = ["sha256_file", "sha256_digest", "write_text_atomic", "write_text_if_changed",
-           "swap_directory", "user_cache_dir"]
+           "swap_directory", "user_cache_dir", "scratch_path"]
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -97,3 +98,28 @@ def user_cache_dir(env: Mapping[str, str] | None = None) -> Path:
         return Path(env["TRTIS_BUILD_CACHE_DIR"]).expanduser()
     root = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
     return root / "trtis-build"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def scratch_path(directory: Path, stem: str, kind: str) -> Path:
+    """directory/<stem>.<pid>.<kind>: where this process builds something before renaming it
+    into place. What an earlier process left under that pattern (it was killed: kill -9 runs
+    no cleanup) is deleted first, once its process is gone; a live one's is left alone."""
+    directory = Path(directory)
+    for old in directory.glob(f"{glob.escape(stem)}.*.{kind}") if directory.is_dir() else ():
+        pid = old.name[len(stem) + 1:-(len(kind) + 1)]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+    return directory / f"{stem}.{os.getpid()}.{kind}"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from ..core.errors import ImageError
+from ..core.files import scratch_path
 from . import default_base, oci
 from .registry import Reference, Registry, parse_reference
 
@@ -94,7 +95,7 @@ def _pull(client: Registry, ref: Reference, digest: str, manifest: dict, cache: 
     with default_base.cache_lock(target.with_suffix(".lock"), f"the base image {ref}", log):
         if (target / "index.json").is_file():
             return oci.Layout(target)
-        work = target.with_name(target.name + f".{os.getpid()}.partial")
+        work = scratch_path(target.parent, target.name, "partial")
         shutil.rmtree(work, ignore_errors=True)
         try:
             layout = oci.Layout.create(work)

@@ -27,7 +27,7 @@ from trtis_server.manifest import all_files, integrity_problem, safe_relative
 from .. import __version__, frameworks
 from ..bundle.manifest import read_manifest
 from ..core.errors import BundleError, ImageError
-from ..core.files import swap_directory, write_text_atomic
+from ..core.files import scratch_path, swap_directory, write_text_atomic
 from . import oci
 from .base import BaseImage
 from .registry import Reference, Registry, parse_reference, push_blobs
@@ -355,7 +355,7 @@ def write_dockerfile(composed: Composed, settings: ComposeSettings, path: Path) 
     context_name = "trtis-server-context"
     path = Path(path)
     context = path.parent / context_name
-    work = path.parent / f".{context_name}.{os.getpid()}.tmp"
+    work = scratch_path(path.parent, f".{context_name}", "tmp")
     shutil.rmtree(work, ignore_errors=True)
     _, raw, files = bundle_files(settings.bundle_dir)
     for entry in layer_entries(raw, files, settings.plugin_mode):

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 from ..core import process
-from ..core.files import user_cache_dir
+from ..core.files import scratch_path, user_cache_dir
 from ..core.locks import FileLock
 from ..core.errors import ImageError, ToolchainError
 from . import oci
@@ -124,7 +124,7 @@ def default_base(*, env: Mapping[str, str] | None = None,
             return target, "default"
         log(f"building the default base image once (cached in {target}) ...")
         started = time.monotonic()
-        work = bases / f"default-{key}.{os.getpid()}.partial"
+        work = scratch_path(bases, f"default-{key}", "partial")
         shutil.rmtree(work, ignore_errors=True)
         try:
             _build(spec, work, env, log)

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterable, Iterator, Mapping
 
 from ..core.errors import ImageError
-from ..core.files import sha256_digest
+from ..core.files import scratch_path, sha256_digest
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -470,7 +470,7 @@ def write_archive(layout: Layout, manifest: Descriptor, out: Path, *, name: str,
                bytes_entry("manifest.json", canonical_json(docker_manifest))]
     for digest in dict.fromkeys(image_blobs(layout, manifest)):
         entries.append(file_entry(blob(digest), layout.blob_path(digest), mode=0o644))
-    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+    tmp = scratch_path(out.parent, out.name, "tmp")
     try:
         with open(tmp, "wb") as handle:
             write_tar(entries, handle, epoch=epoch)
@@ -517,7 +517,7 @@ def _extract(path: Path, dest: Path) -> set[str]:
 def import_archive(path: Path, dest: Path) -> Layout:
     """Turn an OCI archive or docker archive into an OCI layout at `dest` (which must not
     exist); every blob the image references is checked against its digest."""
-    work = dest.with_name(dest.name + f".{os.getpid()}.partial")
+    work = scratch_path(dest.parent, dest.name, "partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:

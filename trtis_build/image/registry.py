@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..core.errors import CommandError, ImageError
+from ..core.files import scratch_path
 from .oci import DOCKER_LIST, DOCKER_MANIFEST, INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor
 
 DOCKER_HUB = "docker.io"
@@ -302,7 +303,7 @@ class Registry:
 
     def download_blob(self, repository: str, digest: str, path: Path) -> None:
         """Stream a blob to `path`, checking its digest (a mismatch leaves nothing behind)."""
-        tmp = path.with_name(path.name + f".{os.getpid()}.download")
+        tmp = scratch_path(path.parent, path.name, "download")
         hasher = hashlib.sha256()
         try:
             with self._open("GET", f"/v2/{repository}/blobs/{digest}", scope=f"{repository}:pull") as response, \

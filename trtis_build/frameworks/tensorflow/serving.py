@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -33,7 +32,7 @@ from ... import __version__
 from ...bundle.manifest import read_manifest
 from ...core import process
 from ...core.errors import ModelError, TrtisBuildError
-from ...core.files import sha256_file, swap_directory
+from ...core.files import scratch_path, sha256_file, swap_directory
 
 VERSION = "1"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -359,7 +358,8 @@ def add_model(name: str, savedmodel: Path, *, models_dir: Path, bundle_dir: Path
     ops = classify_ops(used, manifest, _is_tf_builtin, bundle=where)
 
     models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.adding-", dir=models_dir))
+    staging = scratch_path(models_dir, f".{name}", "adding")
+    staging.mkdir()
     try:
         version_dir = staging / VERSION
         version_dir.mkdir()
