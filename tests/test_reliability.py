@@ -412,3 +412,32 @@ def test_a_bundle_out_without_a_name_is_refused_before_anything_is_written(tmp_p
     with pytest.raises(BundleError, match="cannot hold a bundle"):
         publish.publish(None, None, options, built_dir=tmp_path)
     assert not Path("/..versions").exists()
+
+
+def test_leftovers_of_a_killed_serve_run_are_reaped(tmp_path):
+    import subprocess
+    import sys
+
+    from trtis_build.serving import server
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    mark = f"trtis_{dead.pid}_deadbeef_"
+    # A stand-in for an orphaned Python stub: a real process whose command line carries the
+    # run's shared-memory prefix, as the stubs' do.
+    stub = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", f"{mark}region"])
+    region = server.SHM_DIR / f"{mark}region"
+    region.write_bytes(b"x")
+    runtime = Path(server.tempfile.gettempdir()) / f"trtis-serve-{dead.pid}-abc"
+    runtime.mkdir()
+    live_region = server.SHM_DIR / f"trtis_{os.getpid()}_deadbeef_region"
+    live_region.write_bytes(b"this run's own")
+    try:
+        removed = server.reap_stale_runs()
+        assert stub.wait(timeout=5) == -9
+        assert not region.exists() and not runtime.exists() and live_region.exists()
+        assert f"process {stub.pid}" in removed
+    finally:
+        stub.kill()
+        live_region.unlink(missing_ok=True)
+        region.unlink(missing_ok=True)

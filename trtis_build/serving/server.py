@@ -18,6 +18,7 @@ import errno
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -273,7 +274,8 @@ class TritonServer:
         self.install = find_tritonserver(self.settings.tritonserver)
         discover_models(self.models_dir)
         self.ports = choose_ports(self.settings)
-        self.runtime_dir = Path(tempfile.mkdtemp(prefix="trtis-serve-"))
+        reap_stale_runs()  # an earlier run killed with -9 must not hold ports, memory or stubs
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix=f"trtis-serve-{os.getpid()}-"))
         backends = self._assemble_backends(self.runtime_dir / "backends")
         self.log_path = Path(self.settings.log_file or self.runtime_dir / "tritonserver.log").resolve()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -406,8 +408,11 @@ class TritonServer:
         timeout = timeout or self.settings.load_timeout
         started = time.monotonic()
         try:
-            status, body = _http("POST", f"{self.http_url}/v2/repository/models/{name}/load",
-                                 timeout=timeout, body=b"{}")
+            status, body = self._while_alive(lambda: _http(
+                "POST", f"{self.http_url}/v2/repository/models/{name}/load", timeout=timeout, body=b"{}"))
+        except _ServerDied:
+            return ModelStatus(name, False, "UNAVAILABLE", f"the server exited while loading: {self.log_tail(5)}",
+                               time.monotonic() - started)
         except (TimeoutError, socket.timeout):
             return ModelStatus(name, False, "LOADING", f"load did not finish within {timeout:.0f} s "
                                "(a Python stub that died early hangs a load; see the server log)",
@@ -432,6 +437,27 @@ class TritonServer:
             reason += " (" + "; ".join(dict.fromkeys(details)) + ")"
         reason += next((hint for known, hint in KNOWN_FAILURES if known in reason), "")
         return ModelStatus(name, False, index.get("state", "UNAVAILABLE"), reason, elapsed)
+
+    def _while_alive(self, call):
+        """call() in a thread, given up at once if the server dies meanwhile (a Python stub
+        holding the socket open would otherwise keep the request waiting its whole timeout)."""
+        outcome: dict = {}
+
+        def target():
+            try:
+                outcome["value"] = call()
+            except BaseException as exc:  # handed to the caller below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=target, daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(timeout=0.25)
+            if worker.is_alive() and not self.alive():
+                raise _ServerDied()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
 
     def config_problem(self, name: str) -> str:
         """Where a model's config does not parse, as file:line:column (Triton says only
@@ -511,6 +537,60 @@ def group_alive(pgid: int | None) -> bool:
         return False
     try:
         os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# This run's names carry the driver's pid: trtis_<pid>_<hex>_ for shared memory (and the
+# Python stubs' command lines), trtis-serve-<pid>- for the runtime directory.
+RUN_MARK = re.compile(r"trtis_(\d+)_[0-9a-f]{8}_")
+
+
+class _ServerDied(Exception):
+    pass
+
+
+def reap_stale_runs() -> list[str]:
+    """What an earlier run killed with -9 left: its Python stubs (they outlive a killed
+    server), its /dev/shm regions and its runtime directory. Only runs whose driver is gone,
+    only this user's processes. Returns what was removed, for the log."""
+    removed = []
+    mine = os.getuid()
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != mine:
+                continue
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        match = RUN_MARK.search(argv)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                removed.append(f"process {entry.name}")
+            except (ProcessLookupError, PermissionError):
+                pass
+    for region in SHM_DIR.glob("trtis_*") if SHM_DIR.is_dir() else ():
+        match = RUN_MARK.match(region.name)
+        if match and not _alive(int(match.group(1))) and region.stat().st_uid == mine:
+            region.unlink(missing_ok=True)
+            removed.append(str(region))
+    for leftover in Path(tempfile.gettempdir()).glob("trtis-serve-*-*"):
+        pid = leftover.name.split("-")[2]
+        if pid.isdigit() and not _alive(int(pid)) and leftover.stat().st_uid == mine:
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(str(leftover))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
