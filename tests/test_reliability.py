@@ -441,3 +441,31 @@ def test_leftovers_of_a_killed_serve_run_are_reaped(tmp_path):
         stub.kill()
         live_region.unlink(missing_ok=True)
         region.unlink(missing_ok=True)
+
+
+@pytest.mark.compile
+def test_a_semicolon_in_a_flag_stays_one_compiler_argument(tmp_path):
+    """13: real CMake configures the generated plan; the flag reaches the compiler whole."""
+    import shlex
+    import shutil
+    import subprocess
+
+    from trtis_build.builder.driver import CMAKE_SOURCE_DIR
+    from trtis_build.builder.plan import make_plan, write_plan
+    from trtis_build.ops.discover import discover
+
+    from .conftest import EXAMPLE_TF, make_project
+    from .test_plan_names import toolchain
+
+    root = make_project(tmp_path / "p", EXAMPLE_TF)
+    op_toml = root / "ops" / "tensorflow" / "addsub" / "op.toml"
+    op_toml.write_text(op_toml.read_text() + "\ncxx_flags = ['-DTRTIS_NOTE=\"a;b\"', '-O2']\n")
+    plan = make_plan(discover(root), toolchain(cuda=None), output_dir=tmp_path / "out", build_dir=tmp_path)
+    write_plan(plan, tmp_path / "plan.cmake")
+    subprocess.run(["cmake", "-S", str(CMAKE_SOURCE_DIR), "-B", str(tmp_path / "cmake"), "-G", "Ninja",
+                    f"-DCMAKE_CXX_COMPILER={shutil.which('g++')}", f"-DTRTIS_PLAN={tmp_path / 'plan.cmake'}",
+                    "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"], check=True, capture_output=True, timeout=120)
+    commands = json.loads((tmp_path / "cmake" / "compile_commands.json").read_text())
+    [adapter] = [c for c in commands if c["file"].endswith("addsub_op.cc")]
+    arguments = shlex.split(adapter["command"])
+    assert '-DTRTIS_NOTE="a;b"' in arguments and "-O2" in arguments

@@ -81,14 +81,20 @@ class BuildPlan:
 
 
 def _quote(value: str) -> str:
-    # Bracket arguments take any path literally (spaces, quotes, semicolons).
-    return f"[==[{value}]==]"
+    # Bracket arguments take any text literally (spaces, quotes, $, parentheses); the level
+    # of '=' is chosen so that the value cannot close it.
+    level = 2
+    while f"]{'=' * level}]" in value:
+        level += 1
+    return f"[{'=' * level}[{value}]{'=' * level}]"
 
 
 def _cmake_list(value: str | list[str] | tuple[str, ...]) -> str:
+    """One CMake argument per item: a ';' inside an item (a flag such as -DX="a;b") is
+    escaped so that it stays one list element (the functions parse with PARSE_ARGV)."""
     if isinstance(value, str):
         return _quote(value)
-    return " ".join(_quote(v) for v in value) if value else '""'
+    return " ".join(_quote(v.replace(";", "\\;")) for v in value) if value else '""'
 
 
 def nvcc_arch_flags(archs: tuple[str, ...], ptx: str | None) -> list[str]:

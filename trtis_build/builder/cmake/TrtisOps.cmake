@@ -15,7 +15,7 @@ set(CMAKE_SKIP_BUILD_RPATH ON)
 # trtis_nvcc_objects(<out-var> <tag> SOURCES ... [INCLUDE_DIRS ...] [FLAGS ...])
 # Compiles each source with nvcc into <binary-dir>/<tag>/<file>.o and returns the objects.
 function(trtis_nvcc_objects out_var tag)
-  cmake_parse_arguments(A "" "" "SOURCES;INCLUDE_DIRS;FLAGS" ${ARGN})
+  cmake_parse_arguments(PARSE_ARGV 2 A "" "" "SOURCES;INCLUDE_DIRS;FLAGS")
   set(objects)
   set(includes)
   foreach(dir IN LISTS A_INCLUDE_DIRS)
@@ -46,7 +46,7 @@ endfunction()
 # The framework-free kernels of one op: CPU kernel objects, nvcc objects, and a harness
 # library (kernels/<framework>-<op>.so) that runs them without any framework.
 function(_trtis_kernels prefix framework name)
-  cmake_parse_arguments(A "" "" "KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS" ${ARGN})
+  cmake_parse_arguments(PARSE_ARGV 3 A "" "" "KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
   set(cuda_objects)
   if(TRTIS_CUDA_ENABLED AND A_CUDA_SOURCES)
     trtis_nvcc_objects(cuda_objects ${prefix}_cuda SOURCES ${A_CUDA_SOURCES}

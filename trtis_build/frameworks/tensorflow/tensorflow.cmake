@@ -3,7 +3,7 @@
 # trtis_tensorflow_op(<name> SOURCES ... [KERNEL_SOURCES ...] [CUDA_SOURCES ...]
 #                     [GPU_SOURCES ...] [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...])
 function(trtis_tensorflow_op name)
-  cmake_parse_arguments(A "" "" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;GPU_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS" ${ARGN})
+  cmake_parse_arguments(PARSE_ARGV 1 A "" "" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;GPU_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
   set(prefix tf_${name})
   _trtis_kernels(${prefix} tensorflow ${name} KERNEL_SOURCES ${A_KERNEL_SOURCES}
                  CUDA_SOURCES ${A_CUDA_SOURCES} INCLUDE_DIRS ${A_INCLUDE_DIRS}

@@ -3,7 +3,7 @@
 # trtis_tensorrt_plugin(<name> SOURCES ... [KERNEL_SOURCES ...] [CUDA_SOURCES ...]
 #                       [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...] [CONFIG_HEADER_DIR dir])
 function(trtis_tensorrt_plugin name)
-  cmake_parse_arguments(A "" "CONFIG_HEADER_DIR" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS" ${ARGN})
+  cmake_parse_arguments(PARSE_ARGV 1 A "" "CONFIG_HEADER_DIR" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
   set(prefix trt_${name})
   _trtis_kernels(${prefix} tensorrt ${name} KERNEL_SOURCES ${A_KERNEL_SOURCES}
                  CUDA_SOURCES ${A_CUDA_SOURCES} INCLUDE_DIRS ${A_INCLUDE_DIRS}
