@@ -46,10 +46,34 @@ def read(bundle_dir):
         raise ManifestError("unsupported bundle schema %r (expected %d)" % (found, SCHEMA))
     for key in ("libraries", "kernel_libraries"):
         entries = manifest.get(key, [])
-        if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("path"), str)
-                                                    for e in entries):
-            raise ManifestError("manifest.json: '%s' must be a list of entries with a 'path'" % key)
+        if not isinstance(entries, list):
+            raise ManifestError("manifest.json: '%s' must be a list" % key)
+        for index, entry in enumerate(entries):
+            problem = _entry_problem(entry, key == "libraries")
+            if problem:
+                raise ManifestError("manifest.json: %s[%d] %s" % (key, index, problem))
     return manifest
+
+
+def _entry_problem(entry, is_library):
+    """What is wrong with one listed file's entry (hostile or hand-edited manifests), or None."""
+    if not isinstance(entry, dict):
+        return "is not an object"
+    for field in ("path",) + (("framework",) if is_library else ()):
+        if not isinstance(entry.get(field), str) or not entry[field]:
+            return "has no '%s' string" % field
+    if not safe_relative(entry["path"]):
+        return "path %r is not inside the bundle" % entry["path"]
+    if "sha256" in entry and not isinstance(entry["sha256"], str):
+        return "has a 'sha256' that is not a string"
+    for field in ("ops", "plugins", "needed"):
+        if field in entry and not isinstance(entry[field], list):
+            return "has an '%s' that is not a list" % field
+    autoload = entry.get("autoload")
+    if autoload is not None and not isinstance(autoload, str) and not (
+            isinstance(autoload, dict) and isinstance(autoload.get("path"), str) and safe_relative(autoload["path"])):
+        return "has an 'autoload' that is neither a path nor {\"path\": ...} inside the bundle"
+    return None
 
 
 def autoload_entry(library, bundle_dir):

@@ -469,3 +469,32 @@ def test_a_semicolon_in_a_flag_stays_one_compiler_argument(tmp_path):
     [adapter] = [c for c in commands if c["file"].endswith("addsub_op.cc")]
     arguments = shlex.split(adapter["command"])
     assert '-DTRTIS_NOTE="a;b"' in arguments and "-O2" in arguments
+
+
+# --- 12. a malformed manifest is an error with its place, in the build and in the image ------
+
+@pytest.mark.parametrize("libraries, says", [
+    ([{"framework": "tensorflow"}], "libraries[0] has no 'path' string"),
+    ([{"path": "tensorflow/liba.so"}], "libraries[0] has no 'framework' string"),
+    ([{"path": "/etc/passwd", "framework": "tensorflow"}], "is not inside the bundle"),
+    ([{"path": "a.so", "framework": "tensorflow", "ops": "A"}], "'ops' that is not a list"),
+    ([{"path": "a.so", "framework": "tensorrt", "autoload": {"path": "../x.so"}}], "'autoload'"),
+    (["a.so"], "libraries[0] is not an object"),
+    ({"a.so": 1}, "'libraries' must be a list"),
+])
+def test_a_malformed_manifest_is_refused_where_it_is_read(tmp_path, libraries, says):
+    import subprocess
+    import sys
+
+    from trtis_build.bundle.manifest import read_manifest
+    from trtis_build.core.errors import BundleError
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema": 1, "libraries": libraries,
+                                                        "kernel_libraries": []}))
+    with pytest.raises(BundleError, match=says.replace("[", r"\[").replace("]", r"\]")):
+        read_manifest(tmp_path)
+    launcher = Path(__file__).resolve().parent.parent / "server" / "trtis-launch"
+    launched = subprocess.run([sys.executable, str(launcher), "--trtis-check"], capture_output=True, text=True,
+                                 timeout=60, env={**os.environ, "TRTIS_LAUNCH_BUNDLE": str(tmp_path)})
+    assert launched.returncode == 3 and "Traceback" not in launched.stderr
+    assert says.split("'")[0].strip() in launched.stderr
