@@ -498,3 +498,27 @@ def test_a_malformed_manifest_is_refused_where_it_is_read(tmp_path, libraries, s
                                  timeout=60, env={**os.environ, "TRTIS_LAUNCH_BUNDLE": str(tmp_path)})
     assert launched.returncode == 3 and "Traceback" not in launched.stderr
     assert says.split("'")[0].strip() in launched.stderr
+
+
+def test_ops_add_refuses_a_builtin_op_name(tmp_path, pure):
+    from trtis_build.core.errors import ScaffoldError
+    from trtis_build.ops.scaffold import scaffold
+
+    from .test_plan_names import TF
+
+    with pytest.raises(ScaffoldError, match="TensorFlow built-in"):
+        scaffold(tmp_path, "my_add", op_name="Add", framework_info=TF)
+    assert not (tmp_path / "ops" / "tensorflow" / "my_add").exists()
+    scaffold(tmp_path, "my_add", op_name="MyTeamAdd", framework_info=TF)
+
+
+def test_a_harness_value_that_is_not_a_table_is_refused(tmp_path, pure):
+    from trtis_build.core.errors import OpSpecError
+    from trtis_build.ops.discover import discover
+
+    directory = tmp_path / "ops" / "tensorflow" / "op"
+    directory.mkdir(parents=True)
+    (directory / "op.toml").write_text('version = "1"\nops = ["A"]\nharness = "x"\n')
+    (directory / "op_op.cc").write_text("")
+    with pytest.raises(OpSpecError, match=r"\[harness\] must be a table"):
+        discover(tmp_path)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -156,6 +157,9 @@ def _compile(options: Options, tc, plan: BuildPlan, progress: Progress, targets:
                                  failure_message="the build failed", error_factory=_build_error,
                                  hint="fix the errors above; the previous bundle was kept")
         except BuildError as error:
+            if error.returncode in (130, -signal.SIGINT) or "interrupted by user" in error.output_tail:
+                # A Ctrl-C that reached only Ninja: an interruption, not a failed build.
+                raise KeyboardInterrupt from None
             # The tail may have cut the first error: scan the whole log.
             error.diagnostics = diagnostics(log.read_text(errors="replace")) or error.diagnostics
             raise

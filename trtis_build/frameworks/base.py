@@ -102,6 +102,10 @@ class Framework:
         """Declared names that shadow the framework's own (checked before compiling)."""
         return []
 
+    def is_builtin(self, registered: str, info: Any) -> bool:
+        """Whether a name is one of the framework's own (`ops add --op-name` must not take it)."""
+        return False
+
     def scaffold_names(self, registered: str) -> dict[str, str]:
         """Template tokens for `ops add --op-name`, after validating the name."""
         return {}

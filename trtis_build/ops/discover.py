@@ -132,6 +132,9 @@ def load_op(directory: Path, framework: str, *, root: Path, default_namespace: s
     if name != directory.name:
         raise _fail(f"'name' is {name!r} but the directory is {directory.name!r}", op_toml, "name",
                     hint="rename one so that they match")
+    if "harness" in data and not isinstance(data["harness"], dict):
+        raise _fail("[harness] must be a table (how the GPU harness calls the kernel)", op_toml, "harness",
+                    hint="write it as a [harness] section, or remove it to use the template's convention")
     version = _string(data, "version", op_toml, required=True)
     if not VERSION.fullmatch(version):
         raise _fail(f"'version' {version!r} is not a version", op_toml, "version",

@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .. import frameworks
 from ..core.errors import ScaffoldError, TrtisBuildError
@@ -72,10 +73,15 @@ def render_template(framework: str, name: str, op_name: str, *, cuda: bool = Tru
 
 
 def scaffold(root: Path, name: str, *, framework: str = frameworks.DEFAULT, cuda: bool = True,
-             op_name: str | None = None) -> Path:
+             op_name: str | None = None, framework_info: Any = None) -> Path:
+    """framework_info: the toolchain's facts of that framework, when known (its built-in names)."""
     validate_name(name)
     op_name = op_name or camel_case(name)
     tokens(framework, name, op_name)  # validates op_name by the framework's rule, before any write
+    seam = frameworks.get(framework)
+    if seam.is_builtin(op_name, framework_info):
+        raise ScaffoldError(f"{op_name!r} is a {seam.title} built-in; an op of that name would shadow it",
+                            hint=f"pass --op-name with a project prefix, e.g. 'MyTeam{op_name}'")
     destination = root / "ops" / framework / name
     if destination.exists() or destination.is_symlink():
         raise ScaffoldError(f"{destination} already exists; nothing was written",

@@ -85,6 +85,9 @@ class TensorFlow(Framework):
     def builtin_conflicts(self, op, info):
         return sorted(set(op.declared) & info.builtin_ops) if info else []
 
+    def is_builtin(self, registered, info):
+        return info is not None and registered in info.builtin_ops
+
     def conflict_hint(self) -> str:
         return "each name must belong to one op: rename one of them"
 
