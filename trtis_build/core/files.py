@@ -17,6 +17,8 @@ from typing import Mapping
 
 from trtis_server.manifest import sha256_file
 
+from .process import alive as process_alive
+
 __all__ = ["sha256_file", "sha256_digest", "write_text_atomic", "write_text_if_changed",
            "swap_directory", "user_cache_dir", "scratch_path"]
 
@@ -100,16 +102,6 @@ def user_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     return root / "trtis-build"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
 def scratch_path(directory: Path, stem: str, kind: str) -> Path:
     """directory/<stem>.<pid>.<kind>: where this process builds something before renaming it
     into place. What an earlier process left under that pattern (it was killed: kill -9 runs
@@ -117,7 +109,7 @@ def scratch_path(directory: Path, stem: str, kind: str) -> Path:
     directory = Path(directory)
     for old in directory.glob(f"{glob.escape(stem)}.*.{kind}") if directory.is_dir() else ():
         pid = old.name[len(stem) + 1:-(len(kind) + 1)]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             if old.is_dir() and not old.is_symlink():
                 shutil.rmtree(old, ignore_errors=True)
             else:

@@ -218,6 +218,17 @@ class Pending:
         self.proc.communicate()
 
 
+def alive(pid: int) -> bool:
+    """Whether a process exists (someone else's counts: it is not ours to judge)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def capture(command: Sequence[str | os.PathLike], *, stage: str, **kwargs) -> str:
     """Run a command and return its merged output (raises on failure)."""
     return run(command, stage=stage, **kwargs).output

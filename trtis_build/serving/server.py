@@ -569,7 +569,7 @@ def reap_stale_runs() -> list[str]:
         except OSError:
             continue
         match = RUN_MARK.search(argv)
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+        if match and int(match.group(1)) != os.getpid() and not process.alive(int(match.group(1))):
             try:
                 os.kill(int(entry.name), signal.SIGKILL)
                 removed.append(f"process {entry.name}")
@@ -577,25 +577,15 @@ def reap_stale_runs() -> list[str]:
                 pass
     for region in SHM_DIR.glob("trtis_*") if SHM_DIR.is_dir() else ():
         match = RUN_MARK.match(region.name)
-        if match and not _alive(int(match.group(1))) and region.stat().st_uid == mine:
+        if match and not process.alive(int(match.group(1))) and region.stat().st_uid == mine:
             region.unlink(missing_ok=True)
             removed.append(str(region))
     for leftover in Path(tempfile.gettempdir()).glob("trtis-serve-*-*"):
         pid = leftover.name.split("-")[2]
-        if pid.isdigit() and not _alive(int(pid)) and leftover.stat().st_uid == mine:
+        if pid.isdigit() and not process.alive(int(pid)) and leftover.stat().st_uid == mine:
             shutil.rmtree(leftover, ignore_errors=True)
             removed.append(str(leftover))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def shm_regions(prefix: str) -> list[Path]:
