@@ -522,3 +522,18 @@ def test_a_harness_value_that_is_not_a_table_is_refused(tmp_path, pure):
     (directory / "op_op.cc").write_text("")
     with pytest.raises(OpSpecError, match=r"\[harness\] must be a table"):
         discover(tmp_path)
+
+
+def test_the_log_is_written_line_by_line(tmp_path):
+    """14: a build log a killed run leaves says how far it got."""
+    import threading
+
+    log = tmp_path / "build.log"
+    worker = threading.Thread(target=process.run, args=(["sh", "-c", "echo first step; sleep 3"],),
+                              kwargs={"stage": "test", "log_path": log})
+    worker.start()
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline and "first step" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.05)
+    assert "first step" in log.read_text()
+    worker.join()

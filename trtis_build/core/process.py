@@ -56,12 +56,16 @@ def _die_with_parent(parent: int):
     return arm
 
 
-def _kill_group(proc: subprocess.Popen, first: int = signal.SIGTERM) -> None:
-    """Stop the child and everything it started (its own session: see run): `first` (SIGINT
-    lets Ninja delete the outputs of the commands it interrupts), then SIGKILL after a grace."""
+def _kill_group(proc: subprocess.Popen, first: int = signal.SIGTERM, *, own_group: bool = True) -> None:
+    """Stop the child and, when it has its own process group, everything it started:
+    `first` (SIGINT lets Ninja delete the outputs of the commands it interrupts), then
+    SIGKILL after a grace."""
     for sig in (first, signal.SIGKILL):
         try:
-            os.killpg(proc.pid, sig)
+            if own_group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
         except (ProcessLookupError, PermissionError):
             proc.kill()
         try:
@@ -102,16 +106,18 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
         print(f"+ {shlex.join(argv)}", file=sys.stderr)
     log = open(log_path, "a", encoding="utf-8", buffering=1) if log_path and not secret_output else None
     deadline = None if timeout is None else time.monotonic() + timeout
+    # A command with a deadline gets its own process group, so that the deadline stops all
+    # it started (a probe's children). One without (a build) stays in ours: Ctrl-C and a
+    # kill of our group reach Ninja and its compilers directly, as in a terminal.
+    own_group = timeout is not None
     try:
         if log:
             log.write(f"$ {shlex.join(argv)}\n")
         try:
-            # Its own session: a deadline or Ctrl-C kills the whole group it starts (Ninja's
-            # compilers, a probe's children), never leaving one behind.
             proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
                                     stderr=subprocess.DEVNULL if secret_output else subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL if input_text is None else subprocess.PIPE,
-                                    text=True, errors="replace", bufsize=1, start_new_session=True,
+                                    text=True, errors="replace", bufsize=1, start_new_session=own_group,
                                     preexec_fn=_die_with_parent(os.getpid()))
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
             reason = "not found" if isinstance(exc, FileNotFoundError) else exc.strerror
@@ -137,7 +143,7 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
                 try:
                     line = queue.get(timeout=wait)
                 except Empty:
-                    _kill_group(proc)
+                    _kill_group(proc, own_group=own_group)
                     raise CommandError(f"{failure_message or Path(argv[0]).name + ' failed'}: no result "
                                        f"within {timeout:g} s, so it was stopped", stage=stage, command=argv,
                                        returncode=-signal.SIGKILL, log_path=log_path,
@@ -156,10 +162,10 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
                     on_line(line)
             returncode = proc.wait()
         except KeyboardInterrupt:
-            _kill_group(proc, signal.SIGINT)  # Ctrl-C: as if it had reached them, then no one left
+            _kill_group(proc, signal.SIGINT, own_group=own_group)  # as if Ctrl-C had reached them
             raise
         except BaseException:
-            _kill_group(proc)
+            _kill_group(proc, own_group=own_group)
             raise
     finally:
         if log:
