@@ -20,6 +20,8 @@ from trtis_build.core.errors import CommandError, ImageError, LockTimeout
 from trtis_build.core.locks import FileLock
 from trtis_build.image import compose, oci, registry
 
+from .conftest import needs_tf
+
 
 # --- 1. a crafted base cannot reach files outside its layout or archive ---------------------
 
@@ -537,3 +539,58 @@ def test_the_log_is_written_line_by_line(tmp_path):
         time.sleep(0.05)
     assert "first step" in log.read_text()
     worker.join()
+
+
+def _descendant_named(pid: int, name: str) -> int | None:
+    children: dict[int, list[int]] = {}
+    names = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            comm, rest = stat.split("(", 1)[1].rsplit(") ", 1)
+            names[int(entry.name)] = comm
+            children.setdefault(int(rest.split()[1]), []).append(int(entry.name))
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        if names.get(current) == name and current != pid:
+            return current
+        todo += children.get(current, [])
+    return None
+
+
+@pytest.mark.compile
+@pytest.mark.tensorflow
+@needs_tf
+def test_a_ctrl_c_that_reaches_only_ninja_is_an_interruption(tmp_path):
+    """15: the user's Ctrl-C may reach Ninja alone (a CI runner signalling the build tool):
+    that is an interruption (exit 130, the previous bundle kept), not a failed build."""
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import EXAMPLE_TF, make_project
+
+    root = make_project(tmp_path / "p", EXAMPLE_TF)
+    proc = subprocess.Popen([sys.executable, "-m", "trtis_build", "ops", "build", "--no-cuda"], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CI": "1"})
+    try:
+        for line in proc.stderr:
+            if line.startswith("["):  # Ninja's first status line: it is compiling
+                break
+        ninja = None
+        deadline = time.monotonic() + 30
+        while ninja is None and time.monotonic() < deadline:
+            ninja = _descendant_named(proc.pid, "ninja")
+        assert ninja is not None, "no ninja under the build"
+        os.kill(ninja, signal.SIGINT)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=120) == 130, rest
+        assert "interrupted" in rest and "Traceback" not in rest
+        assert not (root / "build" / "bundle").exists()  # nothing half-published
+    finally:
+        proc.kill()
