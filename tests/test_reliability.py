@@ -594,3 +594,12 @@ def test_a_ctrl_c_that_reaches_only_ninja_is_an_interruption(tmp_path):
         assert not (root / "build" / "bundle").exists()  # nothing half-published
     finally:
         proc.kill()
+
+
+def test_a_registry_that_asks_for_nothing_runs_no_credential_helper(tmp_path, monkeypatch):
+    """2: helpers run only for a registry that challenges, never merely because it is named."""
+    marker = tmp_path / "helper-ran"
+    env = _helper(tmp_path, monkeypatch, f"touch {marker}\necho '{{\"Username\": \"u\", \"Secret\": \"s\"}}'\n")
+    client = registry.Registry("127.0.0.1:9", env=env)
+    assert not marker.exists()
+    assert client.creds == ("u", "s") and marker.exists()  # asked for: now it runs

@@ -196,11 +196,22 @@ class Registry:
         if insecure is None:
             insecure = api.split(":")[0] in ("localhost", "127.0.0.1") or api.startswith("[::1]")
         self.base = f"{'http' if insecure else 'https'}://{api}"
-        self.creds = credentials(host, env)
+        self._env = env
+        self._creds: tuple[str, str] | None = None
+        self._creds_read = False
         self.timeout = timeout
         self.tokens: dict[str, str] = {}
         self.opener = urllib.request.build_opener(_NoRedirectOnPut())
         self.requests: list[tuple[str, str]] = []  # (method, path): what this client asked for
+
+    @property
+    def creds(self) -> tuple[str, str] | None:
+        """This registry's credentials, looked up (credential helpers run) only once the
+        registry asks for them: a registry that never challenges never reaches a helper."""
+        if not self._creds_read:
+            self._creds = credentials(self.host, self._env)
+            self._creds_read = True
+        return self._creds
 
     # -- plumbing
     def _authorize(self, challenge: str, scope_key: str) -> str | None:
