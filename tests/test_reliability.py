@@ -603,3 +603,21 @@ def test_a_registry_that_asks_for_nothing_runs_no_credential_helper(tmp_path, mo
     client = registry.Registry("127.0.0.1:9", env=env)
     assert not marker.exists()
     assert client.creds == ("u", "s") and marker.exists()  # asked for: now it runs
+
+
+def test_a_lock_path_that_is_a_directory_is_a_message(tmp_path):
+    (tmp_path / ".lock").mkdir()
+    with pytest.raises(LockTimeout, match="cannot open the lock file"):
+        with FileLock(tmp_path / ".lock"):
+            pass
+
+
+def test_a_python_that_cannot_run_is_a_message_not_a_traceback(tmp_path):
+    from trtis_build.ops.scaffold import scaffold
+
+    scaffold(tmp_path, "addsub")
+    not_executable = tmp_path / "python3"
+    not_executable.write_text("not a program\n")
+    result = _cli(tmp_path, "ops", "build", "--dry-run", "--python", str(not_executable))
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert str(not_executable) in result.stderr
