@@ -120,10 +120,11 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
                                     text=True, errors="replace", bufsize=1, start_new_session=own_group,
                                     preexec_fn=_die_with_parent(os.getpid()))
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
-            reason = "not found" if isinstance(exc, FileNotFoundError) else exc.strerror
-            raise CommandError(f"cannot execute {argv[0]!r}: {reason}", stage=stage,
-                               command=argv, returncode=127, log_path=log_path,
-                               hint=hint or "install it or put it on PATH") from None
+            found = isinstance(exc, FileNotFoundError)
+            raise CommandError(f"cannot execute {argv[0]!r}: {'not found' if found else exc.strerror}",
+                               stage=stage, command=argv, returncode=127, log_path=log_path,
+                               hint=hint or ("install it or put it on PATH" if found else
+                                             "give the path of an executable program (chmod +x?)")) from None
         lines: list[str] = []
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         emit = echo or (lambda text: print(text, file=sys.stderr, flush=True))
