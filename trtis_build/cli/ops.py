@@ -56,9 +56,9 @@ def cmd_add(args) -> int:
 
     options = options_from(args)
     # The framework's built-in names (cached with the toolchain) so a new op cannot shadow one.
-    info = load_toolchain(options).framework(args.framework) if args.op_name else None
+    known = load_toolchain(options).framework(args.framework) if args.op_name else None
     created = scaffold(options.root, args.name, framework=args.framework, cuda=not args.no_cuda,
-                       op_name=args.op_name, framework_info=info)
+                       op_name=args.op_name, framework_info=known)
     info(f"created {created.relative_to(options.root)}/:")
     for path in sorted(created.iterdir()):
         info(f"  {path.name}")
