@@ -621,3 +621,13 @@ def test_a_python_that_cannot_run_is_a_message_not_a_traceback(tmp_path):
     result = _cli(tmp_path, "ops", "build", "--dry-run", "--python", str(not_executable))
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
     assert str(not_executable) in result.stderr
+
+
+@pytest.mark.tensorflow
+@needs_tf
+def test_ops_add_on_the_command_line_refuses_a_builtin_name(tmp_path):
+    (tmp_path / "ops").mkdir()
+    result = _cli(tmp_path, "ops", "add", "my_add", "--op-name", "Add")
+    assert result.returncode == 3 and "TensorFlow built-in" in result.stderr, result.stderr
+    assert not (tmp_path / "ops" / "tensorflow" / "my_add").exists()
+    assert _cli(tmp_path, "ops", "add", "my_add", "--op-name", "MyTeamAdd").returncode == 0
