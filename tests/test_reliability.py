@@ -631,3 +631,33 @@ def test_ops_add_on_the_command_line_refuses_a_builtin_name(tmp_path):
     assert result.returncode == 3 and "TensorFlow built-in" in result.stderr, result.stderr
     assert not (tmp_path / "ops" / "tensorflow" / "my_add").exists()
     assert _cli(tmp_path, "ops", "add", "my_add", "--op-name", "MyTeamAdd").returncode == 0
+
+
+@pytest.mark.parametrize("flag", ["--archive", "--dockerfile"])
+def test_server_output_files_are_checked_before_any_work(tmp_path, flag):
+    (tmp_path / "ops").mkdir()
+    result = _cli(tmp_path, "server", "--no-build", flag, str(tmp_path / "ops"))
+    assert result.returncode == 2 and "is a directory" in result.stderr, result.stderr
+    result = _cli(tmp_path, "server", "--no-build", flag, str(tmp_path / "missing" / "x"))
+    assert result.returncode == 2 and "does not exist" in result.stderr, result.stderr
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "build").exists()
+
+
+def test_a_tag_that_names_no_valid_image_is_refused_without_push(tmp_path):
+    (tmp_path / "ops").mkdir()
+    result = _cli(tmp_path, "server", "--no-build", "--tag", "Bad Name:1")
+    assert result.returncode == 10 and "not a valid image reference" in result.stderr, result.stderr
+
+
+def test_the_image_config_records_the_manifest_digest_for_the_launcher(tmp_path):
+    from trtis_build.image.base import BaseImage
+
+    base = BaseImage("b", "sha256:" + "a" * 64, {"layers": []},
+                     {"config": {"Env": ["TRTIS_BUNDLE_MANIFEST_SHA256=stale"]}, "rootfs": {"diff_ids": []}},
+                     None, None, None)
+    layer = oci.Layer(oci.Descriptor(oci.OCI_LAYER_GZIP, "sha256:" + "2" * 64, 10), "sha256:" + "3" * 64, 20)
+    labels = {"org.trtis-build.bundle.manifest.sha256": "f" * 64}
+    config = compose.image_config(base, layer, labels, epoch=0)
+    assert config["config"]["Env"] == ["TRTIS_BUNDLE=/opt/tritonserver/ops", f"TRTIS_BUNDLE_MANIFEST_SHA256={'f' * 64}"]
+    text = compose.dockerfile_text(compose.Composed(None, None, config, None, base, labels, [], 0), "ctx")
+    assert f"ENV TRTIS_BUNDLE_MANIFEST_SHA256={'f' * 64}" in text

@@ -102,6 +102,18 @@ def _bundle_dir(args, options) -> Path:
     return result.bundle.path
 
 
+def _check_output_file(flag: str, value: str | None) -> None:
+    """Before any work: an output file path must be a file name in an existing directory."""
+    if not value:
+        return
+    path = Path(value).resolve()
+    if path.is_dir():
+        raise ConfigError(f"{flag} {value} is a directory", where=path, hint="give a file name, e.g. image.tar")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{flag} {value}: the directory {path.parent} does not exist", where=path,
+                          hint="create it first, or give a path in an existing directory")
+
+
 def cmd_server(args) -> int:
     from ..core.files import scratch_path, swap_directory, user_cache_dir
     from ..image import base as imagebase
@@ -110,6 +122,11 @@ def cmd_server(args) -> int:
 
     started = time.monotonic()
     options = options_from(args)
+    from ..image.registry import parse_reference
+
+    parse_reference(args.tag)  # every --tag names a valid image, pushed or not (it is written as its name)
+    for flag, value in (("--archive", args.archive), ("--dockerfile", args.dockerfile)):
+        _check_output_file(flag, value)
     target = image.registry_target(args.tag)
     if args.push and target is None:
         raise ConfigError(f"--push needs --tag with a registry host, not {args.tag!r}",
