@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import queue
 import shutil
 import signal
@@ -310,6 +311,32 @@ def test_serve_interrupted_while_loading_leaves_nothing(project, repo):
         assert proc.wait(timeout=60) in (0, 130)
     finally:
         proc.kill()
+    _assert_clean(proc.pid, server_pid)
+
+
+def test_serve_killed_with_sigkill_takes_its_server_along(project, repo):
+    """Issue 12, 11: kill -9 runs no handler; the server dies with its driver, and what the
+    run left (stubs, /dev/shm regions) the next run reaps."""
+    proc, lines, server_pid = _start_serve(project, "--model=addsub")
+    try:
+        lines.wait_for("serving 1 model(s)", 180)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.killpg(server_pid, signal.SIGKILL)
+        pytest.fail("tritonserver outlived its killed driver")
+    from trtis_build.serving.server import reap_stale_runs
+
+    reap_stale_runs()  # what the next `serve` does first
     _assert_clean(proc.pid, server_pid)
 
 
