@@ -60,3 +60,20 @@ def test_project_root_is_found_upwards(tmp_path):
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
     assert find_project_root(deep) == tmp_path.resolve()
+
+
+def test_ops_test_passes_what_follows_the_separator_to_pytest():
+    from trtis_build.cli import build_parser
+    from trtis_build.cli.ops import pytest_arguments
+
+    args = build_parser().parse_args(["ops", "test", "--", "-x", "-k", "addsub"])
+    assert pytest_arguments(args.pytest_args) == ["-x", "-k", "addsub"]
+    assert pytest_arguments(["-x"]) == ["-x"]
+
+
+def test_the_command_alone_prints_the_full_help(capsys):
+    from trtis_build.cli import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "ops" in out and "doctor" in out and "server" in out

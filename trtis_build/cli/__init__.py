@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else list(argv)):
+        parser.print_help()  # `trtis-build` alone: what it can do, not a usage error
+        return 0
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)

@@ -139,7 +139,12 @@ def cmd_test(args) -> int:
     from ..testing.op_tests import run_op_tests
 
     options = options_from(args)
-    return run_op_tests(options, gpu=args.gpu, as_json=args.json, pytest_args=args.pytest_args)
+    return run_op_tests(options, gpu=args.gpu, as_json=args.json, pytest_args=pytest_arguments(args.pytest_args))
+
+
+def pytest_arguments(remainder: list[str]) -> list[str]:
+    """`ops test -- -x -k NAME`: the `--` separates ours from pytest's and is not pytest's."""
+    return remainder[1:] if remainder[:1] == ["--"] else list(remainder)
 
 
 def cmd_check(args) -> int:
