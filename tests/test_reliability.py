@@ -661,3 +661,44 @@ def test_the_image_config_records_the_manifest_digest_for_the_launcher(tmp_path)
     assert config["config"]["Env"] == ["TRTIS_BUNDLE=/opt/tritonserver/ops", f"TRTIS_BUNDLE_MANIFEST_SHA256={'f' * 64}"]
     text = compose.dockerfile_text(compose.Composed(None, None, config, None, base, labels, [], 0), "ctx")
     assert f"ENV TRTIS_BUNDLE_MANIFEST_SHA256={'f' * 64}" in text
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A real 64 KiB tmpfs (needs CAP_SYS_ADMIN, which CI's root has), read-write or read-only."""
+    import subprocess
+
+    mounts = []
+
+    def mount(name: str, *options: str) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(("size=64k", *options)), "tmpfs", str(point)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounts.append(point)
+        return point
+
+    yield mount
+    for point in mounts:
+        subprocess.run(["umount", str(point)], check=False)
+
+
+def test_a_full_disk_or_read_only_build_dir_is_a_message(tmp_path, small_filesystem):
+    from trtis_build.ops.scaffold import scaffold
+
+    scaffold(tmp_path, "addsub")
+    read_only = small_filesystem("ro", "ro")
+    result = _cli(tmp_path, "ops", "build", "--dry-run", "--build-dir", str(read_only / "build"))
+    assert result.returncode == 12 and "Traceback" not in result.stderr, result.stderr
+    assert "writable file system" in result.stderr
+    full = small_filesystem("full")
+    with open(full / "filler", "wb") as filler:
+        try:
+            filler.write(b"\0" * (80 << 10))
+        except OSError:
+            pass  # ENOSPC: full, as intended
+    result = _cli(tmp_path, "ops", "build", "--dry-run", "--build-dir", str(full / "build"))
+    assert result.returncode == 12 and "Traceback" not in result.stderr, result.stderr
+    assert "free disk space" in result.stderr
