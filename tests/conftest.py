@@ -16,6 +16,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_TF = REPO / "ops" / "tensorflow" / "addsub"
 CLASSIC_TF = REPO / "tests" / "data" / "classic" / "ops" / "tensorflow" / "add_one"
+# TensorFlow's template-repository layout: cc/kernels/*_kernels.cc, cc/ops/*_ops.cc, a '>' namespace.
+NESTED_TF = REPO / "tests" / "data" / "nested" / "ops" / "tensorflow" / "zero_out"
 
 
 def has_tensorflow() -> bool:

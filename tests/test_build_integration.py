@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CLASSIC_TF, EXAMPLE_TF, edited, make_project, needs_tf, trtis
+from .conftest import CLASSIC_TF, EXAMPLE_TF, NESTED_TF, edited, make_project, needs_tf, trtis
 
 pytestmark = [pytest.mark.compile, pytest.mark.tensorflow, needs_tf]
 
@@ -227,6 +227,19 @@ def test_classic_tensorflow_layout_builds_unchanged(tmp_path):
     [lib] = manifest["libraries"]
     assert lib["layout"] == "classic"
     assert lib["devices"]["TRTISClassicAddOne"] == ["CPU", "GPU"]  # GOOGLE_CUDA registrations built
+
+
+def test_a_template_repository_tree_builds_with_its_op_toml_alone(tmp_path):
+    """Issue 13: *_kernels.cc that include TensorFlow are adapters, files in cc/kernels and
+    cc/ops are found, a '>'-namespaced op name is accepted and checked."""
+    root = make_project(tmp_path, NESTED_TF)
+    listed = trtis("ops", "list", cwd=root).stdout
+    assert "adapter (framework headers):" in listed and "cc/kernels/zero_out_kernels.cc" in listed
+    result = trtis("ops", "test", "--json", "--no-cuda", cwd=root)
+    assert json.loads(result.stdout)["ops"]["tensorflow/zero_out"]["passed"]
+    manifest = json.loads((root / "build" / "bundle" / "manifest.json").read_text())
+    [lib] = manifest["libraries"]
+    assert sorted(lib["ops"]) == ["TRTIS>ZeroOut", "TRTISKeepFirst"]
 
 
 def test_ops_check_reports_cuda_code_per_library(project):

@@ -17,8 +17,17 @@ def write_op(root: Path, name: str, toml: str, files=("x_op.cc", "x_kernel.cc", 
     directory.mkdir(parents=True)
     (directory / "op.toml").write_text(toml)
     for file in files:
-        (directory / file).write_text("// source\n")
+        (directory / file).write_text(_source_text(file, framework))
     return directory
+
+
+def _source_text(file: str, framework: str) -> str:
+    """What such a file holds: an adapter includes its framework's headers (that is what
+    makes it one), a kernel does not."""
+    if file.endswith(".cc") and "_kernel" not in file:
+        return {"tensorflow": '#include "tensorflow/core/framework/op.h"\n',
+                "tensorrt": "#include <NvInferRuntime.h>\n"}[framework]
+    return "// framework-free\n"
 
 
 def test_example_op_is_discovered_with_roles_by_convention():
@@ -101,3 +110,44 @@ def test_scratch_directories_are_skipped(tmp_path):
     (tmp_path / "ops" / "tensorflow" / "__pycache__").mkdir()
     (tmp_path / "ops" / "tensorflow" / ".myop-tmp").mkdir()
     assert [op.name for op in discover(tmp_path)] == ["myop"]
+
+
+def test_roles_follow_what_a_file_includes_and_registers_not_its_name(tmp_path):
+    """TensorFlow's guides name the files that include its headers *_kernels.cc; they are
+    adapters. A framework-free file is a kernel whatever it is called."""
+    directory = tmp_path / "ops" / "tensorflow" / "op"
+    (directory / "cc" / "kernels").mkdir(parents=True)
+    (directory / "cc" / "ops").mkdir()
+    (directory / "op.toml").write_text('version = "1"\nops = ["A", "Team>A"]\n')
+    (directory / "cc" / "kernels" / "op_kernels.cc").write_text('#include "tensorflow/core/framework/op_kernel.h"\n')
+    (directory / "cc" / "ops" / "op_ops.cc").write_text('REGISTER_OP("A");\n')
+    (directory / "math.cc").write_text("int twice(int x) { return 2 * x; }\n")
+    (directory / "device.cu").write_text('#include "tensorflow/core/framework/op_kernel.h"\n')
+    (directory / "plain.cu").write_text("__global__ void k() {}\n")
+    (directory / ".backup").mkdir()
+    (directory / ".backup" / "old.cc").write_text('#include "tensorflow/core/framework/op.h"\n')
+    [op] = discover(tmp_path)
+    names = lambda paths: [str(p.relative_to(directory)) for p in paths]  # noqa: E731
+    assert names(op.sources) == ["cc/kernels/op_kernels.cc", "cc/ops/op_ops.cc"]
+    assert names(op.kernel_sources) == ["math.cc"]
+    assert names(op.gpu_sources) == ["device.cu"]  # nvcc with TensorFlow's headers
+    assert names(op.cuda_sources) == ["plain.cu"]
+    assert op.declared == ("A", "Team>A")  # a '>' namespace, as in TensorFlow's examples
+
+
+def test_a_tensorrt_file_that_includes_tensorrt_is_never_a_framework_free_kernel(tmp_path):
+    directory = tmp_path / "ops" / "tensorrt" / "p"
+    (directory / "common").mkdir(parents=True)
+    (directory / "op.toml").write_text('version = "1"\n[[plugins]]\nname = "P"\n')
+    (directory / "p_plugin.cpp").write_text('#include "NvInferRuntime.h"\n')
+    (directory / "common" / "helpers_kernel.cc").write_text("#include <NvInfer.h>\nint helper();\n")
+    (directory / "p_kernel.cc").write_text("float scale(float x) { return x; }\n")
+    [op] = discover(tmp_path, default_namespace="")
+    assert sorted(p.name for p in op.sources) == ["helpers_kernel.cc", "p_plugin.cpp"]
+    assert [p.name for p in op.kernel_sources] == ["p_kernel.cc"]
+
+
+def test_no_adapter_names_what_makes_one(tmp_path):
+    write_op(tmp_path, "op", 'version = "1"\nops = ["A"]\n', files=("a_kernel.cc",))
+    with pytest.raises(OpSpecError, match="no adapter source found"):
+        discover(tmp_path)

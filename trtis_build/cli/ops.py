@@ -79,6 +79,12 @@ def _op_record(op, root: Path) -> dict:
             "tests": rel(op.tests), "description": op.description}
 
 
+# How `ops list` names each source list (op.toml keys; discover decides by content).
+ROLES = (("sources", "adapter (framework headers):"), ("kernel_sources", "kernel (framework-free C++):"),
+         ("cuda_sources", "cuda (framework-free, nvcc):"), ("gpu_sources", "gpu (nvcc with framework headers):"),
+         ("tests", "tests:"))
+
+
 def cmd_list(args) -> int:
     options = options_from(args)
     ops = discover(options.root, default_namespace=options.tensorrt_namespace)
@@ -92,8 +98,9 @@ def cmd_list(args) -> int:
     for r in records:
         names = ", ".join(r["registers"])
         print(f"{r['framework']}/{r['name']}  v{r['version']}  {r['layout']}  registers: {names}")
-        files = r["sources"] + r["kernel_sources"] + r["cuda_sources"] + r["gpu_sources"]
-        print(f"    sources: {' '.join(files)}")
+        for key, role in ROLES:
+            if r[key]:
+                print(f"    {role:<34} {' '.join(r[key])}")
     return 0
 
 

@@ -14,6 +14,7 @@ Values the methods receive:
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -79,6 +80,10 @@ class Framework:
     base_version_keys: tuple[str, ...] = ()
     skew_parts = 1
     check_name: str | None = None   # `ops check` report key of check_bundle's result, if any
+    # What makes a C++ source an adapter (compiled with the framework's headers): an include of
+    # them or a registration macro. Anything else is a framework-free kernel.
+    adapter_patterns: tuple[re.Pattern, ...] = ()
+    device_adapter_role: str | None = None  # where a .cu that includes the framework goes, if anywhere
 
     @property
     def directory(self) -> Path:
@@ -97,6 +102,9 @@ class Framework:
         """What op.toml says the library registers; each item's str() is its unique name.
         default_namespace: the project's namespace for frameworks whose names have one."""
         raise NotImplementedError
+
+    def is_adapter_source(self, text: str) -> bool:
+        return any(pattern.search(text) for pattern in self.adapter_patterns)
 
     def builtin_conflicts(self, op: "OpSpec", info: Any) -> list[str]:
         """Declared names that shadow the framework's own (checked before compiling)."""

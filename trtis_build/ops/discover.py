@@ -5,6 +5,7 @@ Pure: reads files, starts nothing. Returns frozen `OpSpec`s that later stages co
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -67,17 +68,42 @@ class OpSpec:
         return tuple(str(item) for item in self.declared)
 
 
-def _classify(path: Path) -> str | None:
-    """Which source list a file belongs to by naming convention (op.toml can override)."""
+SOURCE_READ_LIMIT = 1 << 20  # bytes of a source read to decide its role
+SOURCE_SUFFIXES = (".cu", ".cc", ".cpp", ".cxx")
+
+
+def _classify(path: Path, seam) -> str | None:
+    """Which source list a file belongs to, by what it is (op.toml can override): a C++ file
+    that includes the framework's headers or registers with it is an adapter (`sources`),
+    compiled with the framework's headers whatever its name (TensorFlow's guides call theirs
+    *_kernels.cc); other C++ is a framework-free kernel. A .cu file is framework-free CUDA,
+    unless it includes the framework, which only a framework with such a role (TensorFlow's
+    classic *.cu.cc) can compile."""
     name = path.name
     if name.endswith((".cu.cc", ".cu.cpp")):
         return "gpu_sources"
+    if not name.endswith(SOURCE_SUFFIXES):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(SOURCE_READ_LIMIT).decode(errors="replace")
+    except OSError:
+        return None
+    adapter = seam.is_adapter_source(text)
     if name.endswith(".cu"):
-        return "cuda_sources"
-    if name.endswith((".cc", ".cpp", ".cxx")):
-        stem = name.rsplit(".", 1)[0]
-        return "kernel_sources" if stem.endswith(("_kernel", "_kernels")) else "sources"
-    return None
+        return seam.device_adapter_role if adapter and seam.device_adapter_role else "cuda_sources"
+    return "sources" if adapter else "kernel_sources"
+
+
+def _candidate_files(directory: Path) -> list[Path]:
+    """Every file below the op directory, in a stable order, without following directory
+    links; hidden, `_`-prefixed and build directories are skipped."""
+    found = []
+    for current, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")) and d not in ("build", "node_modules")
+                         and not os.path.islink(os.path.join(current, d)))
+        found += [Path(current) / f for f in sorted(files)]
+    return found
 
 
 def _resolve_files(directory: Path, names: list[str], op_toml: Path, key: str, root: Path) -> list[Path]:
@@ -93,7 +119,7 @@ def _resolve_files(directory: Path, names: list[str], op_toml: Path, key: str, r
     return files
 
 
-def _sources(data: dict, directory: Path, op_toml: Path, root: Path) -> dict[str, list[Path]]:
+def _sources(data: dict, directory: Path, op_toml: Path, root: Path, framework: str) -> dict[str, list[Path]]:
     explicit = {key: _string_list(data, key, op_toml) for key in SOURCE_KEYS}
     listed = {
         key: _resolve_files(directory, names, op_toml, key, root)
@@ -101,12 +127,15 @@ def _sources(data: dict, directory: Path, op_toml: Path, root: Path) -> dict[str
     }
     taken = {path for paths in listed.values() for path in paths}
     found: dict[str, list[Path]] = {key: [] for key in SOURCE_KEYS}
-    for path in sorted(directory.iterdir()):
-        kind = _classify(path)
-        if kind and path.is_file() and path.resolve() not in taken and explicit[kind] is None:
-            if root not in path.resolve().parents:  # a symlink found by convention: same rule as listed
-                raise _fail(f"{path.name} is a link to {path.resolve()}, outside the project {root}", op_toml,
-                            kind, hint="copy the file into the project, or remove the link")
+    seam = frameworks.get(framework)
+    for path in _candidate_files(directory):
+        if not path.name.endswith(SOURCE_SUFFIXES) or not path.is_file() or path.resolve() in taken:
+            continue
+        if root not in path.resolve().parents:  # a link found by convention: the rule for listed ones
+            raise _fail(f"{path.relative_to(directory)} is a link to {path.resolve()}, outside the project "
+                        f"{root}", op_toml, "sources", hint="copy the file into the project, or remove the link")
+        kind = _classify(path, seam)
+        if kind and explicit[kind] is None:
             found[kind].append(path.resolve())
     return {key: listed.get(key, found[key]) for key in SOURCE_KEYS}
 
@@ -140,10 +169,11 @@ def load_op(directory: Path, framework: str, *, root: Path, default_namespace: s
         raise _fail(f"'version' {version!r} is not a version", op_toml, "version",
                     hint='write it as version = "1.0" (letters, digits, ".", "-", "+", "_")')
     description = _string(data, "description", op_toml, required=False)
-    sources = _sources(data, directory, op_toml, root)
+    sources = _sources(data, directory, op_toml, root, framework)
     if not sources["sources"]:
-        raise _fail("no adapter source found (a .cc file with the framework registration)", op_toml,
-                    "sources", hint="add the adapter .cc file or list it under 'sources'")
+        raise _fail(f"no adapter source found: no C++ file below {directory.name}/ includes {seam.title}'s "
+                    "headers or registers with it", op_toml, "sources",
+                    hint="add the adapter (the file with the registration), or list it under 'sources'")
     include_dirs = [directory] + _resolve_dirs(data, directory, op_toml)
     # Kernels shared from another op directory bring their headers along.
     for path in sources["kernel_sources"] + sources["cuda_sources"]:

@@ -21,8 +21,9 @@ from ..base import Framework, field_error, read_string_list
 
 PROBE = Path(__file__).with_name("probe.py")
 JSON_MARK = "@@TRTIS-JSON@@"
-# TensorFlow's own rule for op names (op_def_builder.cc): starts upper-case, then word chars.
-OP_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*$")
+# TensorFlow's rule for op names: an upper-case start, then word characters, optionally under
+# '>'-separated namespaces ("Team>ZeroOut", as in TensorFlow's own examples).
+OP_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*>)*[A-Z][A-Za-z0-9_]*$")
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 # Loading a library runs its static initializers: one that blocks must not hang the build
 # (which holds the tree's lock). Importing TensorFlow takes seconds; this is generous.
@@ -67,6 +68,9 @@ class TensorFlow(Framework):
     op_keys = frozenset({"ops"})
     base_version_keys = ("org.trtis-build.base.tensorflow.version", "TF_VERSION", "TENSORFLOW_VERSION")
     skew_parts = 2  # the framework library's C++ ABI changes with the minor version
+    adapter_patterns = (re.compile(r'^\s*#\s*include\s*[<"](tensorflow|unsupported/Eigen|third_party/eigen3)/', re.M),
+                        re.compile(r"\bREGISTER_(OP|KERNEL_BUILDER)\s*\("))
+    device_adapter_role = "gpu_sources"  # nvcc with TensorFlow's headers (the classic layout)
 
     # ops stage --------------------------------------------------------------------------
     def declare(self, data, op_toml, *, default_namespace):
@@ -77,7 +81,8 @@ class TensorFlow(Framework):
         for name in names:
             if not OP_NAME.match(name):
                 raise field_error(f"{name!r} is not a valid TensorFlow op name", op_toml, "ops",
-                                  hint="op names start with an upper-case letter, then letters, digits or _")
+                                  hint="op names start with an upper-case letter, then letters, digits or _ "
+                                       "(namespaces before it end in '>': 'Team>MyOp')")
         if len(set(names)) != len(names):
             raise field_error("'ops' lists a name twice", op_toml, "ops")
         return tuple(names)

@@ -33,11 +33,13 @@ class LoadedBundle:
     op_modules: dict[str, ModuleType] = field(default_factory=dict)  # "TRTISExampleAddSub" -> module
 
     def op(self, name: str):
-        """The Python wrapper function of a TF op, e.g. bundle.op('TRTISExampleAddSub')."""
+        """The Python wrapper function of a TF op, e.g. bundle.op('TRTISExampleAddSub'); a
+        namespaced 'Team>MyOp' is TensorFlow's team_my_op."""
         module = self.op_modules[name]
         import re
 
-        snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+        flat = name.replace(">", "_")
+        snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", flat).lower()
         return getattr(module, snake)
 
 

@@ -5,6 +5,7 @@ registry in a subprocess (registry.py), the autoload shims that make a plain dlo
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,6 +45,9 @@ class TensorRT(Framework):
     base_version_keys = ("org.trtis-build.base.tensorrt.version", "TENSORRT_VERSION", "TRT_VERSION")
     skew_parts = 1
     check_name = "plugin_check"
+    adapter_patterns = (re.compile(r'^\s*#\s*include\s*[<"]Nv(Infer|Onnx)\w*\.h', re.M),
+                        re.compile(r"\b(getCreators|REGISTER_TENSORRT_PLUGIN|getPluginRegistry)\b"),
+                        re.compile(r'^\s*#\s*include\s*[<"]trtis_plugin_config\.h', re.M))
 
     # ops stage --------------------------------------------------------------------------
     def declare(self, data, op_toml, *, default_namespace):

@@ -1,0 +1,1 @@
+// an editor's scratch copy: never compiled
