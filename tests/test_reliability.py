@@ -378,24 +378,27 @@ def test_a_build_dir_that_is_a_file_is_an_error_not_a_traceback(tmp_path):
     assert (tmp_path / "build").read_text().startswith("a file")
 
 
+def _a_dead_pid() -> int:
+    """A pid no process can have (above the kernel's pid_max): a run that was killed, without
+    the race of a reused pid on a busy machine."""
+    return int(Path("/proc/sys/kernel/pid_max").read_text()) + 7
+
+
 # --- 14. what a killed run left half-written is cleaned up; bad paths create nothing --------
 
 def test_scratch_left_by_a_killed_process_is_removed_and_a_live_ones_kept(tmp_path):
-    import subprocess
-
     from trtis_build.core.files import scratch_path
 
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    (tmp_path / f"img.tar.{dead.pid}.tmp").write_bytes(b"398 MB once")
-    (tmp_path / f".model.{dead.pid}.adding").mkdir()
+    dead = _a_dead_pid()
+    (tmp_path / f"img.tar.{dead}.tmp").write_bytes(b"398 MB once")
+    (tmp_path / f".model.{dead}.adding").mkdir()
     alive = tmp_path / f"img.tar.{os.getppid()}.tmp"
     alive.write_bytes(b"another run, still going")
     mine = scratch_path(tmp_path, "img.tar", "tmp")
     assert mine == tmp_path / f"img.tar.{os.getpid()}.tmp"
-    assert not (tmp_path / f"img.tar.{dead.pid}.tmp").exists() and alive.exists()
+    assert not (tmp_path / f"img.tar.{dead}.tmp").exists() and alive.exists()
     scratch_path(tmp_path, ".model", "adding")
-    assert not (tmp_path / f".model.{dead.pid}.adding").exists()
+    assert not (tmp_path / f".model.{dead}.adding").exists()
 
 
 def test_a_missing_project_root_creates_nothing(tmp_path):
@@ -422,15 +425,14 @@ def test_leftovers_of_a_killed_serve_run_are_reaped(tmp_path):
 
     from trtis_build.serving import server
 
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    mark = f"trtis_{dead.pid}_deadbeef_"
+    dead = _a_dead_pid()
+    mark = f"trtis_{dead}_deadbeef_"
     # A stand-in for an orphaned Python stub: a real process whose command line carries the
     # run's shared-memory prefix, as the stubs' do.
     stub = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", f"{mark}region"])
     region = server.SHM_DIR / f"{mark}region"
     region.write_bytes(b"x")
-    runtime = Path(server.tempfile.gettempdir()) / f"trtis-serve-{dead.pid}-abc"
+    runtime = Path(server.tempfile.gettempdir()) / f"trtis-serve-{dead}-abc"
     runtime.mkdir()
     live_region = server.SHM_DIR / f"trtis_{os.getpid()}_deadbeef_region"
     live_region.write_bytes(b"this run's own")
