@@ -644,9 +644,10 @@ def test_server_output_files_are_checked_before_any_work(tmp_path, flag):
     (tmp_path / "ops").mkdir()
     result = _cli(tmp_path, "server", "--no-build", flag, str(tmp_path / "ops"))
     assert result.returncode == 2 and "is a directory" in result.stderr, result.stderr
-    result = _cli(tmp_path, "server", "--no-build", flag, str(tmp_path / "missing" / "x"))
-    assert result.returncode == 2 and "does not exist" in result.stderr, result.stderr
-    assert not (tmp_path / "missing").exists() and not (tmp_path / "build").exists()
+    (tmp_path / "notes.txt").write_text("a file\n")
+    result = _cli(tmp_path, "server", "--no-build", flag, str(tmp_path / "notes.txt" / "x"))
+    assert result.returncode == 2 and "is a file, not a directory" in result.stderr, result.stderr
+    assert (tmp_path / "notes.txt").read_text() == "a file\n" and not (tmp_path / "build").exists()
 
 
 def test_a_tag_that_names_no_valid_image_is_refused_without_push(tmp_path):

@@ -103,15 +103,17 @@ def _bundle_dir(args, options) -> Path:
 
 
 def _check_output_file(flag: str, value: str | None) -> None:
-    """Before any work: an output file path must be a file name in an existing directory."""
+    """Before any work: an output file path must name a file (its missing directories are
+    created when it is written), never a directory, and no part of it may be a file."""
     if not value:
         return
     path = Path(value).resolve()
     if path.is_dir():
         raise ConfigError(f"{flag} {value} is a directory", where=path, hint="give a file name, e.g. image.tar")
-    if not path.parent.is_dir():
-        raise ConfigError(f"{flag} {value}: the directory {path.parent} does not exist", where=path,
-                          hint="create it first, or give a path in an existing directory")
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"{flag} {value}: {blocking} is a file, not a directory", where=blocking,
+                          hint="give a path whose directories are directories")
 
 
 def cmd_server(args) -> int:
@@ -162,6 +164,7 @@ def cmd_server(args) -> int:
         result = _result(args, composed, None if remote else out)
         if args.archive is not None:
             archive = Path(args.archive).resolve() if args.archive else out.with_name(out.name + ".tar")
+            archive.parent.mkdir(parents=True, exist_ok=True)
             oci.write_archive(composed.layout, composed.manifest, archive, name=args.tag, epoch=settings.epoch)
             result["archive"] = str(archive)
             info(f"archive: {archive} (docker load -i / podman load -i)")
