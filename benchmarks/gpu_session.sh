@@ -10,6 +10,12 @@ OUT=${OUT:-/tmp/trtis-gpu}
 STAGE=${1:-all}
 mkdir -p "$OUT" build/gpu
 export PYTHONUNBUFFERED=1
+# A bare checkout (the GPU machine has no pip install of this repo): server/ is importable as
+# trtis_server only through the install's package-dir mapping, so map it here the same way.
+if ! python3 -c "import trtis_server" 2>/dev/null; then
+  mkdir -p build/gpu/site && ln -sfn "$PWD/server" build/gpu/site/trtis_server
+  export PYTHONPATH="$PWD/build/gpu/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
 SUMMARY="$OUT/summary.txt"
 note() { echo "== $*" | tee -a "$SUMMARY"; }
 
