@@ -15,6 +15,11 @@ mkdir -p "$OUT"
 HEADERS=${TRT_HEADERS:-.trt-gpu/tensorrt}
 ARCH=${ARCH:-90}
 B=$(mktemp -d)
+# A bare checkout: server/ is trtis_server only through the install's package-dir mapping.
+if ! python3 -c "import trtis_server" 2>/dev/null; then
+  mkdir -p "$B/site" && ln -sfn "$PWD/server" "$B/site/trtis_server"
+  export PYTHONPATH="$B/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 # PLUGIN=path: check that plugin library (e.g. a bundle's tensorrt/libaddsub.so built by
 # `trtis-build ops build` on the CPU machine) instead of building addsub here.
 LIB=${PLUGIN:-$B/addsub/libaddsub.so}
