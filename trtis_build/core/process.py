@@ -41,16 +41,21 @@ def _environment(env: Mapping[str, str] | None, extra_env: Mapping[str, str] | N
 
 STOP_GRACE_S = 3.0  # after the first signal, before SIGKILL
 _PR_SET_PDEATHSIG = 1
+# Looked up once, here: between fork and exec the child must not load libraries or take
+# locks another thread of ours may hold (the reader threads), only call this.
+try:
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _PRCTL = None  # not Linux: the process group is still stopped on every exit we see
 
 
 def _die_with_parent(parent: int):
     """preexec_fn: the child gets SIGKILL when this process dies, even by kill -9 (Linux),
     so a killed driver leaves no server or compiler running."""
     def arm() -> None:
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            return  # not Linux: the process group is still stopped on every exit we see
+        if _PRCTL is None:
+            return
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
     return arm
@@ -218,10 +223,7 @@ class Pending:
 
     def cancel(self) -> None:
         if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self.proc.kill()
+            _kill_group(self.proc, signal.SIGKILL)
         self.proc.communicate()
 
 

@@ -108,7 +108,7 @@ class Framework:
 
     def builtin_conflicts(self, op: "OpSpec", info: Any) -> list[str]:
         """Declared names that shadow the framework's own (checked before compiling)."""
-        return []
+        return sorted(name for name in op.registered_names if self.is_builtin(name, info))
 
     def is_builtin(self, registered: str, info: Any) -> bool:
         """Whether a name is one of the framework's own (`ops add --op-name` must not take it)."""

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterable, Iterator, Mapping
 
 from ..core.errors import ImageError
-from ..core.files import scratch_path, sha256_digest
+from ..core.files import scratch_path, sha256_digest, user_cache_dir, write_text_atomic
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -290,6 +290,54 @@ def open_layer(path: Path, media_type: str) -> tarfile.TarFile:
 
 # --------------------------------------------------------------------------- layouts
 
+class _VerifiedBlobs:
+    """Digests already checked for blobs in the tool's own base cache, by file identity
+    (device, inode, size, mtime, ctime): a cached base of hundreds of MB is hashed once, not
+    on every compose. Blobs anywhere else (a layout the user names) are hashed every time."""
+
+    LIMIT = 1024
+
+    def __init__(self):
+        self._entries: dict[str, str] | None = None
+
+    @staticmethod
+    def _key(path: Path, info: os.stat_result) -> str | None:
+        cache = user_cache_dir()
+        if cache not in Path(path).resolve().parents:
+            return None
+        return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}"
+
+    def _load(self) -> dict[str, str]:
+        if self._entries is None:
+            try:
+                loaded = json.loads((user_cache_dir() / "verified-blobs.json").read_text())
+                self._entries = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self._entries = {}
+        return self._entries
+
+    def knows(self, path: Path, info: os.stat_result, digest: str) -> bool:
+        key = self._key(path, info)
+        return key is not None and self._load().get(key) == digest
+
+    def remember(self, path: Path, info: os.stat_result, digest: str) -> None:
+        key = self._key(path, info)
+        if key is None:
+            return
+        entries = self._load()
+        entries.pop(key, None)
+        entries[key] = digest
+        for old in list(entries)[:-self.LIMIT]:
+            del entries[old]
+        try:
+            write_text_atomic(user_cache_dir() / "verified-blobs.json", json.dumps(entries))
+        except OSError:
+            pass  # a read-only cache only costs the hash next time
+
+
+_VERIFIED = _VerifiedBlobs()
+
+
 class Layout:
     """An OCI image layout directory (oci-layout, index.json, blobs/sha256/...)."""
 
@@ -329,13 +377,16 @@ class Layout:
         path = self.blob_path(desc.digest)
         if not path.is_file():
             raise ImageError(f"blob {desc.digest} is missing from the image layout {self.root}", where=self.root)
-        size = path.stat().st_size
-        if size != desc.size:
-            raise ImageError(f"blob {desc.digest} of {self.root} has {size} bytes, its manifest says {desc.size}",
-                             where=path, hint="the base image is damaged: pull or export it again")
+        info = path.stat()
+        if info.st_size != desc.size:
+            raise ImageError(f"blob {desc.digest} of {self.root} has {info.st_size} bytes, its manifest says "
+                             f"{desc.size}", where=path, hint="the base image is damaged: pull or export it again")
+        if _VERIFIED.knows(path, info, desc.digest):
+            return path
         if sha256_digest(path) != desc.digest:
             raise ImageError(f"blob {desc.digest} of {self.root} does not match its digest", where=path,
                              hint="the base image is damaged or was modified: pull or export it again")
+        _VERIFIED.remember(path, info, desc.digest)
         return path
 
     def has_blob(self, digest: str) -> bool:

@@ -87,9 +87,6 @@ class TensorFlow(Framework):
             raise field_error("'ops' lists a name twice", op_toml, "ops")
         return tuple(names)
 
-    def builtin_conflicts(self, op, info):
-        return sorted(set(op.declared) & info.builtin_ops) if info else []
-
     def is_builtin(self, registered, info):
         return info is not None and registered in info.builtin_ops
 
