@@ -709,3 +709,23 @@ def test_a_full_disk_or_read_only_build_dir_is_a_message(tmp_path, small_filesys
     result = _cli(tmp_path, "ops", "build", "--dry-run", "--build-dir", str(full / "build"))
     assert result.returncode == 12 and "Traceback" not in result.stderr, result.stderr
     assert "free disk space" in result.stderr
+
+
+def test_a_cached_base_blob_is_hashed_once_and_a_changed_one_still_caught(tmp_path, monkeypatch):
+    """4, without hashing a cached base of hundreds of MB on every compose."""
+    monkeypatch.setenv("TRTIS_BUILD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(oci, "_VERIFIED", oci._VerifiedBlobs())
+    layout = oci.Layout.create(tmp_path / "cache" / "bases" / "b")
+    desc = layout.add_bytes(b"layer bytes", oci.OCI_LAYER)
+    layout.verified_blob(desc)
+    hashed = []
+    monkeypatch.setattr(oci, "sha256_digest", lambda path: hashed.append(path) or desc.digest)
+    layout.verified_blob(desc)
+    assert hashed == []  # known by identity: not read again
+    monkeypatch.undo()
+    monkeypatch.setenv("TRTIS_BUILD_CACHE_DIR", str(tmp_path / "cache"))
+    path = layout.blob_path(desc.digest)
+    path.write_bytes(b"layer bytez")
+    os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    with pytest.raises(ImageError, match="does not match its digest"):
+        layout.verified_blob(desc)
