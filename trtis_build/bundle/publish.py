@@ -141,4 +141,6 @@ def publish(plan: BuildPlan, tc: Toolchain, options, *, built_dir: Path,
 def build(options, **kwargs) -> "driver.BuildResult | BuildPlan":
     """The whole pipeline: discover, names, toolchain, plan, compile (builder.driver), then
     this stage's check and publish."""
+    if kwargs.get("kernels_only"):
+        _refuse_to_drop_libraries(options.bundle_dir)  # before minutes of compiling, not after
     return driver.build(options, publish=publish, **kwargs)

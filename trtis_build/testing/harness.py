@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
-from ..core.errors import BundleError, GpuUnavailableError, OpSpecError, ToolchainError
+from ..core.errors import BundleError, GpuUnavailableError, OpSpecError
 
 MAX_OFFSET = 3     # floats past a 16-byte boundary: 0..3 covers every float alignment
 GUARD = 16         # NaN-poisoned floats after each view (before it: the offset, plus GUARD)

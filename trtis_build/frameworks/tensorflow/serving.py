@@ -20,7 +20,6 @@ configurations) works on plain values and protobuf messages; `add_model` is the 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
@@ -31,7 +30,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ... import __version__
 from ...bundle.manifest import read_manifest
 from ...core import process
-from ...core.errors import ModelError, TrtisBuildError
+from ...core.errors import ModelError
 from ...core.files import scratch_path, sha256_file, swap_directory
 
 VERSION = "1"
