@@ -1,7 +1,7 @@
-"""trtis-build: build custom TensorFlow ops and TensorRT plugins into a checked bundle and
-a Triton Inference Server image.
+"""trtis-build: build custom TensorFlow ops, TensorRT plugins and PyTorch operators into a
+checked bundle and a Triton Inference Server image.
 
-Importing this package has no side effects; TensorFlow is imported only by `load_bundle`.
+Importing this package has no side effects; a framework is imported only by `load_bundle`.
 """
 
 __version__ = "0.1.0"
@@ -9,9 +9,12 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load_bundle"]
 
 
-def load_bundle(path=None, **kwargs):
-    """Load the bundle's TensorFlow op libraries into this process
-    (frameworks/tensorflow/loader.py)."""
-    from .frameworks.tensorflow.loader import load_bundle as _load_bundle
+def load_bundle(path=None, *, framework="tensorflow"):
+    """Load the bundle's op libraries of one framework ("tensorflow" or "torch") into this
+    process, refusing names already registered there (frameworks/<name>/loader.py). Returns
+    an object whose .op(name) is the op to call."""
+    from . import frameworks
 
-    return _load_bundle(path, **kwargs)
+    if framework not in frameworks.names():
+        raise ValueError(f"load_bundle: framework must be one of {', '.join(frameworks.names())}, not {framework!r}")
+    return frameworks.get(framework).load_bundle(path)

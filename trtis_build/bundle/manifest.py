@@ -9,7 +9,7 @@ from typing import Any
 
 from trtis_server import manifest as server_manifest
 
-from .. import __version__
+from .. import __version__, frameworks
 from ..builder.plan import BuildPlan, Target
 from ..builder.toolchain import Toolchain
 from ..core.errors import BundleError
@@ -38,6 +38,7 @@ def _library_entry(target: Target, op, info: dict, cuda_archs: tuple[str, ...]) 
         "cuda_archs": list(cuda_archs) if target.cuda else [],
         "cuda_code": info.get("cuda_archs"), "needed": info["needed"],
         **{kind: info[kind] for kind in target.extras if info.get(kind)},
+        **frameworks.get(op.framework).library_fields(op, info),
     }
 
 

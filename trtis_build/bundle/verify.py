@@ -128,6 +128,7 @@ def verify(plan: BuildPlan, tc: Toolchain, options: Any, built_dir: Path, cache:
         info["needed"] = read_elf(elf.dynamic_info, path)["needed"]
         info["cuda_archs"] = fatbin.cuda_archs(path) if target.cuda else None
         names.compare_registered(by_key[target.key], info.pop("registered"), target.library)
+        frameworks.get(target.framework).check_registered(by_key[target.key], info, target.library)
         check_needed(target.library, info["needed"], tc, framework=target.framework)
     context = Context(toolchain=tc, options=options, cache=cache, ops=by_key)
     for name in sorted({t.framework for t in plan.targets}):

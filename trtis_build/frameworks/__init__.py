@@ -6,6 +6,7 @@ from __future__ import annotations
 from .base import Framework
 from .tensorflow import TensorFlow
 from .tensorrt import TensorRT
+from .torch import Torch
 
 # What `ops add` creates when no --framework is given.
 DEFAULT = "tensorflow"
@@ -13,6 +14,7 @@ DEFAULT = "tensorflow"
 FRAMEWORKS: dict[str, Framework] = {framework.name: framework for framework in (
     TensorFlow(),
     TensorRT(),
+    Torch(),
 )}
 
 

@@ -14,11 +14,16 @@ Values the methods receive:
 from __future__ import annotations
 
 import difflib
+import json
+import importlib.util
+import os
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from ..core.errors import OpSpecError
+from ..core import process
+from ..core.errors import OpSpecError, ToolchainError
 
 if TYPE_CHECKING:  # types only: the stages above pass these in
     from ..builder.toolchain import Toolchain
@@ -63,6 +68,32 @@ def reject_unknown(data: Mapping, allowed: Iterable[str], op_toml: Path, prefix:
             raise field_error(f"unknown key '{prefix}{key}'", op_toml, prefix + key, hint=hint)
 
 
+def find_package_dir(python: str, package: str) -> str | None:
+    """An installed package's directory for the build's Python, found without importing it
+    (a framework import takes seconds; the toolchain fingerprint must stay cheap)."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        spec = importlib.util.find_spec(package)
+        return str(Path(spec.origin).parent) if spec and spec.origin else None
+    out = process.capture([python, "-c", f"import importlib.util as u; s = u.find_spec({package!r});"
+                           "print(s.origin if s and s.origin else '')"], stage="toolchain", check=False)
+    origin = out.strip().splitlines()[-1] if out.strip() else ""
+    return str(Path(origin).parent) if origin.endswith("__init__.py") else None
+
+
+def camel_case(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+
+
+# A probe script prints its JSON result after this mark (whatever the framework logged before).
+JSON_MARK = "@@TRTIS-JSON@@"
+
+
+def probe_result(output: str, title: str, what: str) -> Any:
+    if JSON_MARK not in output:
+        raise ToolchainError(f"the {title} probe printed no result ({what})", hint="run `trtis-build doctor`")
+    return json.loads(output.rsplit(JSON_MARK, 1)[1])
+
+
 # --- the interface ---------------------------------------------------------------------------
 
 class Framework:
@@ -102,6 +133,18 @@ class Framework:
         """What op.toml says the library registers; each item's str() is its unique name.
         default_namespace: the project's namespace for frameworks whose names have one."""
         raise NotImplementedError
+
+    def op_settings(self, data: Mapping[str, Any], op_toml: Path) -> dict[str, Any]:
+        """How this op is built, from op.toml keys beyond its names (op.settings)."""
+        return {}
+
+    def default_registered_name(self, name: str) -> str:
+        """What `ops add NAME` registers when no --op-name is given."""
+        return camel_case(name)
+
+    def owned_names(self, op: "OpSpec") -> list[tuple[str, str]]:
+        """(kind, name) pairs that exactly one op of the tree may declare."""
+        return [(self.name_kind, name) for name in op.registered_names]
 
     def is_adapter_source(self, text: str) -> bool:
         return any(pattern.search(text) for pattern in self.adapter_patterns)
@@ -182,6 +225,13 @@ class Framework:
         """Shared libraries a library of this framework may need besides the C/C++ runtime."""
         return set()
 
+    def check_registered(self, op: "OpSpec", entry: dict, library: str) -> None:
+        """Further checks of what a library registers, after its names matched op.toml's."""
+
+    def library_fields(self, op: "OpSpec", entry: dict) -> dict[str, Any]:
+        """Manifest fields of this framework's library entries beyond the common ones."""
+        return {}
+
     def load_error_hint(self) -> str:
         return "fix the undefined symbol or ABI mismatch; the previous bundle was kept"
 
@@ -198,6 +248,10 @@ class Framework:
     def check_bundle(self, options: Any, toolchain: "Toolchain", bundle: Path, libraries: list[dict]) -> dict | None:
         """`ops check`'s framework part over this framework's manifest entries."""
         return None
+
+    def load_bundle(self, path: Path | str | None) -> Any:
+        """Load the bundle's libraries of this framework into this process (trtis_build.load_bundle)."""
+        raise ValueError(f"{self.title} libraries are not loaded into a Python process")
 
     # image ------------------------------------------------------------------------------
     def image_labels(self, libraries: list[dict]) -> dict[str, str]:

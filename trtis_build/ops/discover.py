@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .. import frameworks
 from ..core.errors import OpSpecError
@@ -46,6 +46,9 @@ class OpSpec:
     cxx_flags: tuple[str, ...]
     cuda_flags: tuple[str, ...]
     tests: tuple[Path, ...]
+    # How the framework builds it, from op.toml keys beyond the names (the framework's
+    # op_settings; e.g. PyTorch's ABI mode).
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -192,6 +195,7 @@ def load_op(directory: Path, framework: str, *, root: Path, default_namespace: s
         cxx_flags=tuple(_string_list(data, "cxx_flags", op_toml) or ()),
         cuda_flags=tuple(_string_list(data, "cuda_flags", op_toml) or ()),
         tests=tuple(test_files),
+        settings=seam.op_settings(data, op_toml),
     )
 
 

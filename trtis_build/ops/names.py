@@ -18,15 +18,15 @@ from .discover import OpSpec
 def check_declared(ops: Iterable[OpSpec], infos: Mapping[str, Any] | None = None) -> None:
     """infos: framework name -> its detected info (the source of its built-in names)."""
     ops = list(ops)
-    owners: dict[tuple[str, str], list[OpSpec]] = defaultdict(list)
+    owners: dict[tuple[str, str, str], list[OpSpec]] = defaultdict(list)
     for op in ops:
-        for name in op.registered_names:
-            owners[(op.framework, name)].append(op)
-    for (framework, name), declared_by in sorted(owners.items()):
+        for kind, name in frameworks.get(op.framework).owned_names(op):
+            owners[(op.framework, kind, name)].append(op)
+    for (framework, kind, name), declared_by in sorted(owners.items()):
         if len(declared_by) > 1:
             seam = frameworks.get(framework)
             files = " and ".join(str(op.op_toml) for op in declared_by)
-            raise NameConflictError(f"{seam.name_kind} {name!r} is declared by {len(declared_by)} ops",
+            raise NameConflictError(f"{kind} {name!r} is declared by {len(declared_by)} ops",
                                     where=files, hint=seam.conflict_hint())
     for op in ops:
         seam = frameworks.get(op.framework)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import frameworks
+from ..frameworks.base import camel_case
 from ..core.errors import ScaffoldError, TrtisBuildError
 from .discover import discover
 
@@ -23,10 +24,6 @@ from .discover import discover
 KERNEL_TEMPLATES = Path(__file__).parent / "templates" / "kernel"
 # Files only a CUDA op has; --no-cuda leaves them out.
 CUDA_ONLY_SUFFIXES = (".cu",)
-
-
-def camel_case(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
 
 
 def validate_name(name: str) -> None:
@@ -76,7 +73,7 @@ def scaffold(root: Path, name: str, *, framework: str = frameworks.DEFAULT, cuda
              op_name: str | None = None, framework_info: Any = None) -> Path:
     """framework_info: the toolchain's facts of that framework, when known (its built-in names)."""
     validate_name(name)
-    op_name = op_name or camel_case(name)
+    op_name = op_name or frameworks.get(framework).default_registered_name(name)
     tokens(framework, name, op_name)  # validates op_name by the framework's rule, before any write
     seam = frameworks.get(framework)
     if seam.is_builtin(op_name, framework_info):

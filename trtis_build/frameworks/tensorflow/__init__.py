@@ -6,21 +6,16 @@ Serving forms (SavedModel -> Triton model) are in serving.py; `load_bundle` in l
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import re
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ...core import process
-from ...core.errors import ScaffoldError, ToolchainError
-from ..base import Framework, field_error, read_string_list
+from ...core.errors import ScaffoldError
+from ..base import Framework, field_error, find_package_dir, probe_result, read_string_list
 
 PROBE = Path(__file__).with_name("probe.py")
-JSON_MARK = "@@TRTIS-JSON@@"
 # TensorFlow's rule for op names: an upper-case start, then word characters, optionally under
 # '>'-separated namespaces ("Team>ZeroOut", as in TensorFlow's own examples).
 OP_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*>)*[A-Z][A-Za-z0-9_]*$")
@@ -40,23 +35,6 @@ class TensorFlowInfo:
     cxx11_abi: int
     compile_flags: tuple[str, ...]
     builtin_ops: frozenset[str] = field(repr=False, default=frozenset())
-
-
-def find_package_dir(python: str) -> str | None:
-    """The installed tensorflow package directory, found without importing it."""
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
-        spec = importlib.util.find_spec("tensorflow")
-        return str(Path(spec.origin).parent) if spec and spec.origin else None
-    out = process.capture([python, "-c", "import importlib.util as u; s = u.find_spec('tensorflow');"
-                           "print(s.origin if s and s.origin else '')"], stage="toolchain", check=False)
-    origin = out.strip().splitlines()[-1] if out.strip() else ""
-    return str(Path(origin).parent) if origin.endswith("__init__.py") else None
-
-
-def _result(output: str, what: str) -> Any:
-    if JSON_MARK not in output:
-        raise ToolchainError(f"the TensorFlow probe printed no result ({what})", hint="run `trtis-build doctor`")
-    return json.loads(output.rsplit(JSON_MARK, 1)[1])
 
 
 class TensorFlow(Framework):
@@ -101,7 +79,7 @@ class TensorFlow(Framework):
 
     # builder ----------------------------------------------------------------------------
     def locate(self, env, python, options):
-        package = find_package_dir(python)
+        package = find_package_dir(python, "tensorflow")
         located = {"tensorflow_dir": package}
         if package:
             located["tensorflow_init"] = str(Path(package, "__init__.py"))
@@ -112,7 +90,7 @@ class TensorFlow(Framework):
             return None
         out = process.capture([python, str(PROBE), "info"], stage="toolchain", extra_env=QUIET,
                               timeout=PROBE_TIMEOUT_S)
-        data = _result(out, "info")
+        data = probe_result(out, self.title, "info")
         framework_lib = next((f.removeprefix("-l:") for f in data["link_flags"] if f.startswith("-l:")),
                              "libtensorflow_framework.so.2")
         return TensorFlowInfo(python=python, version=data["version"], include_dir=data["include_dir"],
@@ -181,7 +159,7 @@ class TensorFlow(Framework):
             out = early.finish("".join(f"{path}\n" for path in paths), failure_message=failure,
                                timeout=PROBE_TIMEOUT_S)
         results = {}
-        for path, found in _result(out, "registered").items():
+        for path, found in probe_result(out, self.title, "registered").items():
             if "error" in found:
                 results[path] = {"error": found["error"]}
                 continue
@@ -192,6 +170,11 @@ class TensorFlow(Framework):
 
     def allowed_needed(self, info):
         return {info.framework_lib} if info else set()
+
+    def load_bundle(self, path):
+        from .loader import load_bundle
+
+        return load_bundle(path)
 
     # ops list and doctor -----------------------------------------------------------------
     def list_fields(self, op):
