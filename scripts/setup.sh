@@ -23,8 +23,9 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-# tf: tensorflow-cpu; trt: the TensorRT lean runtime; server: Triton + tritonclient.
-.venv/bin/python -m pip install -q -e '.[tf,trt,server,cuda-tools,dev]' 2>&1 | grep -v "is ignored" || true
+# tf: tensorflow-cpu; trt: the TensorRT lean runtime; server: Triton + tritonclient; torch:
+# PyTorch (this repository builds and tests against torch 2.14.1).
+.venv/bin/python -m pip install -q -e '.[tf,trt,server,torch,cuda-tools,dev]' 'torch==2.14.1' 2>&1 | grep -v "is ignored" || true
 # TensorRT C++ headers for building plugins here: no NVIDIA package ships them on PyPI;
 # kernel-lens (MIT) carries the TensorRT 10.14 headers. --no-deps: we need only the headers,
 # not its torch dependency.
@@ -37,6 +38,13 @@ if [ ! -d .venv/trt10/tensorrt_lean_bindings ]; then
   .venv/bin/python -m pip install -q --no-deps --only-binary=:all: --target .venv/trt10 \
     tensorrt-lean-cu12-libs==10.16.1.11 tensorrt-lean-cu12-bindings==10.16.1.11
   [ -d .venv/trt10/tensorrt_lean_bindings ] || { echo "setup: the TensorRT 10 runtime did not install" >&2; exit 1; }
+fi
+# An older torch beside it, for the test that loads a stable-ABI library built here, unrebuilt,
+# into another torch (the CPU wheel; kept out of site-packages like the TensorRT 10 runtime).
+if [ ! -f .venv/torch-2.13/torch/__init__.py ]; then
+  .venv/bin/python -m pip install -q --no-deps --only-binary=:all: --target .venv/torch-2.13 torch==2.13.0 2>&1 \
+    | grep -v "is ignored" || true
+  [ -f .venv/torch-2.13/torch/__init__.py ] || { echo "setup: torch 2.13 (for the cross-version test) did not install" >&2; exit 1; }
 fi
 .venv/bin/python -c "import trtis_build" # fail here, not later, if the install broke
 echo "setup: ready (.venv)"
