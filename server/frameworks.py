@@ -74,7 +74,23 @@ class TensorRT(Runtime):
         return list(paths) if mode == "preload" else []
 
 
-RUNTIMES = {runtime.name: runtime for runtime in (TensorFlow(), TensorRT())}
+class Torch(Runtime):
+    """Op libraries need torch's C++ libraries (torch/lib of the image's Python); models of
+    the Python backend load them from their own ops/ (TRTIS_TORCH_OP_LIBRARIES names the
+    image's), Triton's PyTorch backend only through LD_PRELOAD (its documented way)."""
+
+    name = "torch"
+    provides = "torch (python3 -c 'import torch' must work in the image)"
+
+    def library_dirs(self):
+        return [os.path.join(entry or ".", "torch", "lib") for entry in sys.path
+                if os.path.isfile(os.path.join(entry or ".", "torch", "lib", "libtorch_cpu.so"))]
+
+    def environment(self, paths):
+        return {"TRTIS_TORCH_OP_LIBRARIES": ":".join(paths)}
+
+
+RUNTIMES = {runtime.name: runtime for runtime in (TensorFlow(), TensorRT(), Torch())}
 
 
 def runtime(name):
