@@ -161,7 +161,13 @@ def _compile(options: Options, tc, plan: BuildPlan, progress: Progress, targets:
                 # A Ctrl-C that reached only Ninja: an interruption, not a failed build.
                 raise KeyboardInterrupt from None
             # The tail may have cut the first error: scan the whole log.
-            error.diagnostics = diagnostics(log.read_text(errors="replace")) or error.diagnostics
+            text = log.read_text(errors="replace")
+            error.diagnostics = diagnostics(text) or error.diagnostics
+            for name in sorted({target.framework for target in plan.targets}):
+                hint = framework_seams.get(name).failure_hint(text)
+                if hint:
+                    error.hint = f"{hint}; the previous bundle was kept"
+                    break
             raise
     return "no work to do" not in result.output
 

@@ -208,6 +208,10 @@ class Framework:
         """Further libraries the build makes per op: kind -> path inside the bundle."""
         return {}
 
+    def failure_hint(self, log: str) -> str | None:
+        """A fix for a failed compile or link of this framework's ops, read from the build log."""
+        return None
+
     def prepare(self, ops: list["OpSpec"], toolchain: "Toolchain", build_dir: Path) -> None:
         """Generated files the compile needs (written only when their text changes)."""
 

@@ -1,5 +1,5 @@
-// Framework-agnostic API of the addsub kernels: plain pointers and sizes, no TensorFlow or
-// TensorRT types, so one kernel serves the TF adapter, the TensorRT plugin and the harness.
+// Framework-agnostic API of the addsub kernels: plain pointers and sizes, no TensorFlow,
+// TensorRT or PyTorch types, so one kernel serves every framework's adapter and the harness.
 #ifndef TRTIS_ADDSUB_KERNEL_H_
 #define TRTIS_ADDSUB_KERNEL_H_
 

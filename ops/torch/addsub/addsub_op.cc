@@ -1,6 +1,6 @@
 // PyTorch adapter for trtis::add_sub, on the LibTorch stable ABI: one build loads in every
-// torch from its target version on. The math lives in the TensorFlow example's
-// addsub_kernel.{cc,cu}; this file only checks and moves tensors.
+// torch from its target version on. The math lives in addsub_kernel.{cc,cu}; this file only
+// checks and moves tensors.
 #include "addsub_kernel.h"
 
 #include <torch/csrc/stable/library.h>

@@ -25,6 +25,8 @@ function(trtis_torch_op name)
       target_include_directories(${prefix}_adapter SYSTEM PRIVATE "${TRTIS_CUDA_INCLUDE_DIR}")
     endif()
     target_compile_definitions(${prefix}_adapter PRIVATE _GLIBCXX_USE_CXX11_ABI=${TRTIS_TORCH_CXX11_ABI})
+    # torch's full C++ headers use C++20 concepts (2.14: ATen/core/TensorBase.h).
+    set_target_properties(${prefix}_adapter PROPERTIES CXX_STANDARD 20)
     list(APPEND torch_libs "${TRTIS_TORCH_LIB_DIR}/libtorch.so")
   endif()
   if(A_PYTHON)
@@ -38,8 +40,12 @@ function(trtis_torch_op name)
   set_target_properties(${prefix} PROPERTIES OUTPUT_NAME ${name} LINKER_LANGUAGE CXX
     LIBRARY_OUTPUT_DIRECTORY "${TRTIS_OUTPUT_DIR}/torch")
   # Every symbol resolves against torch's C++ libraries here, not when torch loads the
-  # library; torch is loaded first in every process that loads this one, so no RPATH.
-  target_link_options(${prefix} PRIVATE -Wl,--no-undefined)
+  # library; torch is loaded first in every process that loads this one, so no RPATH. Code
+  # allowed to call Python (python = true) leaves Python's symbols to the interpreter that
+  # loads it; the registry probe loads it with every symbol bound.
+  if(NOT A_PYTHON)
+    target_link_options(${prefix} PRIVATE -Wl,--no-undefined)
+  endif()
   target_link_libraries(${prefix} PRIVATE ${torch_libs} dl)
   _trtis_cuda_link(${prefix})
   set_property(GLOBAL APPEND PROPERTY TRTIS_LIBRARIES ${prefix})
