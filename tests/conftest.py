@@ -70,6 +70,24 @@ def trtis(*args: str, cwd: Path, check: bool = True, env: dict | None = None,
     return result
 
 
+def import_trap(root: Path, package: str) -> dict[str, str]:
+    """Environment with a sitecustomize that makes `import <package>` fail, in the driver and
+    in every probe subprocess (find_spec still works): a build that still succeeds started no
+    process of that framework."""
+    trap = root / f"trap-{package}"
+    trap.mkdir(exist_ok=True)
+    (trap / "sitecustomize.py").write_text(
+        "import builtins\n"
+        "real_import = builtins.__import__\n"
+        "def guarded(name, globals=None, locals=None, fromlist=(), level=0):\n"
+        "    # Absolute imports only: trtis_build's own frameworks.<name> is not the framework.\n"
+        f"    if level == 0 and (name == {package!r} or name.startswith({package + '.'!r})):\n"
+        f"        raise ImportError('this build imported {package}')\n"
+        "    return real_import(name, globals, locals, fromlist, level)\n"
+        "builtins.__import__ = guarded\n")
+    return {"PYTHONPATH": str(trap)}
+
+
 def write_small_base(root: Path, labels: dict | None = None, ref: str = "1"):
     """A one-layer base image as an OCI layout at `root` (one file, etc/base-release), for
     composing images without the default base. Returns (layout, layer)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CLASSIC_TF, EXAMPLE_TF, NESTED_TF, edited, make_project, needs_tf, trtis
+from .conftest import CLASSIC_TF, EXAMPLE_TF, NESTED_TF, edited, import_trap, make_project, needs_tf, trtis
 
 pytestmark = [pytest.mark.compile, pytest.mark.tensorflow, needs_tf]
 
@@ -53,27 +53,9 @@ def test_cold_build_makes_a_verified_bundle(project):
     assert manifest["toolchain"]["tensorflow"]["version"].startswith("2.")
 
 
-def tensorflow_trap(root: Path) -> dict[str, str]:
-    """Environment with a sitecustomize that makes `import tensorflow` fail, in the driver and
-    in every probe subprocess (find_spec still works): a build that still succeeds used no
-    TensorFlow process."""
-    trap = root / "trap"
-    trap.mkdir(exist_ok=True)
-    (trap / "sitecustomize.py").write_text(
-        "import builtins\n"
-        "real_import = builtins.__import__\n"
-        "def guarded(name, globals=None, locals=None, fromlist=(), level=0):\n"
-        "    # Absolute imports only: trtis_build's own frameworks.tensorflow is not TensorFlow.\n"
-        "    if level == 0 and (name == 'tensorflow' or name.startswith('tensorflow.')):\n"
-        "        raise ImportError('this build imported tensorflow')\n"
-        "    return real_import(name, globals, locals, fromlist, level)\n"
-        "builtins.__import__ = guarded\n")
-    return {"PYTHONPATH": str(trap)}
-
-
 def test_noop_rebuild_compiles_nothing_and_imports_no_tensorflow(project):
     root, first = project
-    result = trtis("ops", "build", "--json", cwd=root, env=tensorflow_trap(root))
+    result = trtis("ops", "build", "--json", cwd=root, env=import_trap(root, "tensorflow"))
     data = json.loads(result.stdout)
     assert data["compiled"] is False and data["changed"] is False
     assert data["version_dir"] == first["version_dir"]
@@ -86,7 +68,7 @@ def test_touching_the_cuda_file_recompiles_only_it_and_skips_the_tensorflow_chec
     # Device code registers no ops: the registry check is keyed by the library's host code,
     # so this rebuild must succeed without any TensorFlow process (nvcc's output differs in
     # the symbol table at every compile, so the file's sha256 alone would miss the cache).
-    data = json.loads(trtis("ops", "build", "--json", cwd=root, env=tensorflow_trap(root)).stdout)
+    data = json.loads(trtis("ops", "build", "--json", cwd=root, env=import_trap(root, "tensorflow")).stdout)
     assert data["compiled"] is True
     [lib] = data["manifest"]["libraries"]
     assert lib["ops"] == ["TRTISExampleAddSub"] and lib["devices"]["TRTISExampleAddSub"] == ["CPU", "GPU"]

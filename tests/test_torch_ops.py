@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, edited, trtis
+from tests.conftest import REPO, edited, import_trap, trtis
 from trtis_build.core.errors import NameConflictError, OpSpecError
 from trtis_build.frameworks.torch import Torch, parse_schema, same_schema, target_hex
 from trtis_build.frameworks.torch.loader import compatibility_problem
@@ -161,6 +161,16 @@ def test_example_builds_on_the_stable_abi_and_passes_its_test(project):
     report = json.loads(trtis("ops", "test", "--json", "--cuda-arch", "75", cwd=root).stdout)
     assert report["ops"]["torch/addsub"]["passed"], report
     assert "10 passed" in report["ops"]["torch/addsub"]["summary"]
+
+
+@pytest.mark.compile
+@pytest.mark.torch
+@needs_torch
+def test_noop_rebuild_imports_no_torch(project):
+    root, first = project
+    data = json.loads(trtis("ops", "build", "--json", "--cuda-arch", "75", cwd=root,
+                            env=import_trap(root, "torch")).stdout)
+    assert data["compiled"] is False and data["version_dir"] == first["version_dir"]
 
 
 BUILTIN_KERNEL = """#include <torch/csrc/stable/library.h>
