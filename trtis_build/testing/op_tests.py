@@ -12,6 +12,7 @@ from .. import frameworks
 from ..bundle.publish import build
 from ..core import process
 from ..core.errors import TestFailure
+from . import GPU_REQUESTED
 
 
 def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
@@ -30,7 +31,8 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", op.directory,
              *map(str, op.tests), *(pytest_args or [])],
             stage="ops test", cwd=op.directory, check=False, live=not as_json, log_path=log,
-            extra_env={"TRTIS_BUNDLE": str(bundle.path.resolve()), "TF_CPP_MIN_LOG_LEVEL": "3"})
+            extra_env={"TRTIS_BUNDLE": str(bundle.path.resolve()), "TF_CPP_MIN_LOG_LEVEL": "3",
+                       GPU_REQUESTED: "1" if gpu else "0"})
         summary = completed.output.strip().splitlines()[-1] if completed.output.strip() else ""
         report["ops"][op.key] = {"passed": completed.returncode == 0, "summary": summary, "log": str(log)}
         if completed.returncode != 0:

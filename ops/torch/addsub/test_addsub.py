@@ -1,6 +1,7 @@
 """The op's own test, run by `trtis-build ops test` against the built bundle (the bundle
 path comes from $TRTIS_BUNDLE): numerics against NumPy, torch.library.opcheck (schema, fake
-tensor, autograd registration, aot dispatch), and a torch.export round trip."""
+tensor, autograd registration, aot dispatch), a torch.export round trip, and under
+`trtis-build ops test --gpu` the CUDA kernel through torch.ops on device tensors."""
 
 import numpy as np
 import pytest
@@ -64,3 +65,17 @@ def test_torch_export_traces_the_op(op):
     program = torch.export.export(Model(), (x, y))
     assert any(node.target is op.default for node in program.graph.nodes)
     np.testing.assert_allclose(program.module()(x, y).numpy(), ((x + y) * (x - y)).numpy(), rtol=1e-6)
+
+
+@pytest.mark.skipif(not op_testing.gpu_requested(), reason="the CUDA kernel runs under `trtis-build ops test --gpu`")
+def test_cuda_kernel_matches_the_cpu_kernel(op):
+    assert torch.cuda.is_available(), "ops test --gpu: torch sees no CUDA device"
+    stream = torch.cuda.Stream()  # not the default stream: the kernel must run on torch's current one
+    for shape in [(0,), (1,), (1031,), (3, 4097), (1 << 22,)]:
+        x, y = (torch.from_numpy(a) for a in inputs(shape, seed=len(shape)))
+        with torch.cuda.stream(stream):
+            got = op(x.cuda(), y.cuda())
+        stream.synchronize()
+        for actual, expected in zip(got, op(x, y)):
+            assert actual.is_cuda
+            assert torch.equal(actual.cpu(), expected), shape
