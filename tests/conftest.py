@@ -116,3 +116,30 @@ def edited(path: Path, old: str, new: str):
         yield path
     finally:
         path.write_text(original)
+
+
+# --- strict mode (.ci/run) ---------------------------------------------------------------------
+# TRTIS_TEST_STRICT=1 turns every skip into a failure, except tests marked `gpu` on a machine
+# without one: in CI a green run then means the integration tests really ran (a missing tool
+# fails the run instead of quietly skipping its tests).
+STRICT = os.environ.get("TRTIS_TEST_STRICT") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT and report.skipped and not item.get_closest_marker("gpu"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"strict mode (TRTIS_TEST_STRICT=1): skipped, which CI does not allow: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A whole module skipped at import (importorskip) counts too; tests/gpu may skip."""
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT and report.skipped and "gpu" not in Path(str(collector.path)).parts:
+        report.outcome = "failed"
+        report.longrepr = f"strict mode (TRTIS_TEST_STRICT=1): module skipped, which CI does not allow: {report.longrepr}"
