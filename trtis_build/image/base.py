@@ -18,7 +18,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Collection, Mapping
 
 from ..core.errors import ImageError
 from ..core.files import scratch_path
@@ -117,10 +117,12 @@ def _pull(client: Registry, ref: Reference, digest: str, manifest: dict, cache: 
 
 def open_base(spec: str | None, *, cache: Path, env: Mapping[str, str] | None = None,
               remote: bool = False, insecure: bool | None = None,
-              log: Callable[[str], None] = lambda _: None) -> BaseImage:
-    """Resolve --base. remote=True (registry bases only): read manifest and config, no layers."""
+              log: Callable[[str], None] = lambda _: None,
+              needs: Collection[str] = (), torch: str | None = None) -> BaseImage:
+    """Resolve --base. remote=True (registry bases only): read manifest and config, no layers.
+    needs and torch shape the default base (default_base.default_base)."""
     if spec is None:
-        layout_dir, ref = default_base.default_base(env=env, log=log)
+        layout_dir, ref = default_base.default_base(env=env, log=log, needs=needs, torch=torch)
         return _from_layout(DEFAULT_BASE_NAME, oci.Layout(layout_dir), ref)
     for prefix in ("docker-archive:", "oci-archive:"):
         if spec.startswith(prefix):

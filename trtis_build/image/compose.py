@@ -17,7 +17,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import trtis_server
 from trtis_server.launch import DIGEST_VARIABLE
@@ -40,13 +40,13 @@ RUNTIME_DIR = "runtime/trtis_server"
 RUNTIME_MODULES = ("__init__.py", "elf.py", "manifest.py", "frameworks.py", "launch.py")
 PLUGIN_MODES = ("backend-config", "preload")
 LABEL = "org.trtis-build."
-# Where a base declares its versions (our label, then the variables NGC images set) and how
-# many version components must agree: each framework's own rule, and CUDA code's (the major).
+# Where a base declares its versions (our label, then the variables NGC images set). Whether
+# they fit is each framework's own rule (Framework.base_skew); CUDA code needs the same major.
 BASE_VERSION_KEYS = {
     **{seam.name: seam.base_version_keys for seam in frameworks.all()},
     "cuda": (LABEL + "base.cuda.version", "CUDA_VERSION"),
 }
-SKEW_PARTS = {**{seam.name: seam.skew_parts for seam in frameworks.all()}, "cuda": 1}
+CUDA_SKEW_PARTS = 1
 VERSIONED = tuple(BASE_VERSION_KEYS)   # what --base-version NAME=X.Y accepts
 DEFAULT_CMD = ["tritonserver", "--model-repository=/models"]
 
@@ -108,6 +108,13 @@ def bundle_files(bundle_dir: Path) -> tuple[dict, bytes, list[tuple[str, Path]]]
     return manifest, raw, files
 
 
+def bundle_frameworks(bundle_dir: Path) -> frozenset[str]:
+    """The frameworks whose op libraries the bundle holds (what a default base must carry),
+    after the checks compose makes: a broken bundle fails before a base is built."""
+    manifest, _, _ = bundle_files(bundle_dir)
+    return frozenset(lib.get("framework", "") for lib in manifest.get("libraries", []))
+
+
 def bundle_versions(manifest: Mapping) -> dict[str, str]:
     """Framework versions the bundle's libraries were built against (only frameworks it uses)."""
     toolchain = manifest.get("toolchain") or {}
@@ -140,16 +147,25 @@ def base_versions(config: Mapping, given: Mapping[str, str]) -> dict[str, tuple[
     return found
 
 
-def version_skew(bundle: Mapping[str, str], base: Mapping[str, tuple[str, str]]) -> list[dict]:
-    """One entry per framework whose versions disagree in the parts that matter."""
+def version_skew(bundle: Mapping[str, str], base: Mapping[str, tuple[str, str]],
+                 libraries: Sequence[Mapping] = ()) -> list[dict]:
+    """One entry per framework whose base version cannot run the bundle's `libraries` (the
+    manifest's entries: a framework's rule may read each library's own requirement)."""
     skew = []
     for name, built in bundle.items():
         if name not in base:
             continue
         declared, where = base[name]
-        parts = SKEW_PARTS[name]
-        if built.split(".")[:parts] != declared.split(".")[:parts]:
-            skew.append({"framework": name, "bundle": built, "base": declared, "declared_by": where})
+        if name in frameworks.names():
+            own = [dict(lib) for lib in libraries if lib.get("framework") == name]
+            reason = frameworks.get(name).base_skew(built, declared, own)
+        elif built.split(".")[:CUDA_SKEW_PARTS] != declared.split(".")[:CUDA_SKEW_PARTS]:
+            reason = f"bundle built with {built}, base has {declared}"
+        else:
+            reason = None
+        if reason:
+            skew.append({"framework": name, "bundle": built, "base": declared, "declared_by": where,
+                         "reason": reason})
     return skew
 
 
@@ -157,20 +173,19 @@ def check_skew(manifest: Mapping, base: BaseImage, settings: ComposeSettings,
                log: Callable[[str], None]) -> list[dict]:
     built = bundle_versions(manifest)
     declared = base_versions(base.config, settings.base_versions)
-    skew = version_skew(built, declared)
+    skew = version_skew(built, declared, manifest.get("libraries", []))
     for name in built:
         if name not in declared:
             log(f"  note: the base declares no {name} version; not checked "
                 f"(give --base-version {name}=X.Y to check it)")
     if skew and not settings.allow_version_skew:
-        lines = "; ".join(f"{s['framework']}: bundle built with {s['bundle']}, base has {s['base']} "
-                          f"({s['declared_by']})" for s in skew)
+        lines = "; ".join(f"{s['framework']}: {s['reason']} ({s['declared_by']})" for s in skew)
         raise ImageError(f"version skew between the bundle and the base image: {lines}",
                          hint="ops built against another framework version fail at load time: rebuild "
                               "the ops against the base's versions, pick a matching base, or pass "
                               "--allow-version-skew if you know they are compatible")
     for item in skew:
-        log(f"  warning: {item['framework']} skew allowed: bundle {item['bundle']}, base {item['base']}")
+        log(f"  warning: {item['framework']} skew allowed: {item['reason']}")
     return skew
 
 

@@ -8,11 +8,13 @@ together from what this machine already has, in three layers:
    libraries and the Python backend with the stub for the base's Python), laid out like
    NGC images: /opt/tritonserver/{bin,lib,backends};
 3. numpy and TensorFlow (for TF-op models, served through the Python backend) copied from
-   the driver's own environment by their installed-file lists (RECORD).
+   the driver's own environment by their installed-file lists (RECORD);
+4. only for a bundle with torch op libraries: a CPU torch and its requirements
+   (default_torch.py says which torch and how it is checked), on top of the same three.
 
 The result is an OCI layout cached under `cache_dir()/bases/default-<key>`, where the key
-hashes every input (suite, packages, versions of the copied Python distributions), so a
-changed input builds a new base and an unchanged one is reused.
+hashes every input (suite, packages, versions of the copied Python distributions, the
+torch's files), so a changed input builds a new base and an unchanged one is reused.
 """
 
 from __future__ import annotations
@@ -22,18 +24,17 @@ import importlib.metadata as metadata
 import importlib.util
 import json
 import os
-import re
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Collection, Iterator, Mapping
 
 from ..core import process
 from ..core.files import scratch_path, user_cache_dir
 from ..core.locks import FileLock
 from ..core.errors import ImageError, ToolchainError
-from . import oci
+from . import default_torch, oci, pydist
 
 RECIPE = 1  # bump when the recipe below changes: it is part of the cache key
 SUITES = {"3.11": "bookworm", "3.13": "trixie"}  # Debian release whose python3 matches ours
@@ -52,31 +53,10 @@ def cache_lock(path: Path, what: str, log: Callable[[str], None] = lambda _: Non
 
 
 def _requirement_closure(roots: tuple[str, ...]) -> list[metadata.Distribution]:
-    try:
-        from packaging.requirements import Requirement
-        from packaging.utils import canonicalize_name
-    except ImportError:  # pip vendors packaging; any venv with pip has it
-        from pip._vendor.packaging.requirements import Requirement  # type: ignore
-        from pip._vendor.packaging.utils import canonicalize_name  # type: ignore
-    installed = {canonicalize_name(d.metadata["Name"]): d for d in metadata.distributions()}
-    seen: dict[str, metadata.Distribution] = {}
-    todo = [canonicalize_name(r) for r in roots]
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in installed:
-            continue
-        seen[name] = installed[name]
-        for line in installed[name].requires or []:
-            requirement = Requirement(line)
-            if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
-                continue
-            todo.append(canonicalize_name(requirement.name))
-    return [seen[name] for name in sorted(seen)]
+    return pydist.closure(roots)
 
 
-def _canonical(name: str) -> str:
-    """PEP 503 name: tensorflow_cpu, TensorFlow-CPU -> tensorflow-cpu."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+_canonical = pydist.canonical
 
 
 def _triton_dirs() -> tuple[Path, Path]:
@@ -109,30 +89,56 @@ def recipe(env: Mapping[str, str] | None = None) -> dict:
             "python_packages": {_canonical(d.metadata["Name"]): d.version for d in dists}}
 
 
-def default_base(*, env: Mapping[str, str] | None = None,
-                 log: Callable[[str], None] = lambda _: None) -> tuple[Path, str]:
-    """(layout dir, ref name) of the cached default base; builds it on first use."""
+def default_base(*, env: Mapping[str, str] | None = None, log: Callable[[str], None] = lambda _: None,
+                 needs: Collection[str] = (), torch: str | None = None) -> tuple[Path, str]:
+    """(layout dir, ref name) of the cached default base; builds it on first use. `needs`:
+    the frameworks of the bundle's op libraries; with "torch" the base gains a CPU torch
+    (`torch`: default_torch's SPEC, else $TRTIS_BUILD_BASE_TORCH, else its pinned version)."""
     env = os.environ if env is None else env
     spec = recipe(env)
-    key = hashlib.sha256(oci.canonical_json(spec)).hexdigest()[:16]
+    if "torch" not in needs:
+        return _cached(spec, env, log, "the default base image",
+                       lambda work: _build(spec, work, env, log)), "default"
+    cache = user_cache_dir(env)
+    source = default_torch.resolve(default_torch.choose(torch, env), cache=cache / "torch",
+                                   python=spec["python"], log=log)
+    deps = default_torch.requirements(source, spec["python_packages"])
+    with_torch = {**spec, "torch": default_torch.recipe(source, deps)}
+
+    def build(work: Path) -> None:
+        below = _cached(spec, env, log, "the default base image", lambda w: _build(spec, w, env, log))
+        _add_torch(below, with_torch, source, deps, work, env, log)
+
+    return _cached(with_torch, env, log, f"the default base image with torch {source.version}", build), "default"
+
+
+def _key(spec: dict) -> str:
+    return hashlib.sha256(oci.canonical_json(spec)).hexdigest()[:16]
+
+
+def _cached(spec: dict, env: Mapping[str, str], log: Callable[[str], None], what: str,
+            build: Callable[[Path], None]) -> Path:
+    """cache/bases/default-<key of spec>, built by `build(work)` into a scratch directory
+    renamed into place (a killed build leaves no base behind)."""
+    key = _key(spec)
     bases = user_cache_dir(env) / "bases"
     target = bases / f"default-{key}"
     if (target / "index.json").is_file():
-        return target, "default"
-    with cache_lock(bases / f"default-{key}.lock", "the default base image", log):
+        return target
+    with cache_lock(bases / f"default-{key}.lock", what, log):
         if (target / "index.json").is_file():  # built by another process while we waited
-            return target, "default"
-        log(f"building the default base image once (cached in {target}) ...")
+            return target
+        log(f"building {what} once (cached in {target}) ...")
         started = time.monotonic()
         work = scratch_path(bases, f"default-{key}", "partial")
         shutil.rmtree(work, ignore_errors=True)
         try:
-            _build(spec, work, env, log)
+            build(work)
             os.replace(work, target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        log(f"default base ready in {time.monotonic() - started:.0f} s")
-    return target, "default"
+        log(f"{what} ready in {time.monotonic() - started:.0f} s")
+    return target
 
 
 def _build(spec: dict, work: Path, env: Mapping[str, str], log: Callable[[str], None]) -> None:
@@ -147,13 +153,34 @@ def _build(spec: dict, work: Path, env: Mapping[str, str], log: Callable[[str], 
     layers.append(oci.write_layer(_triton_entries(spec), layout.blobs, epoch=epoch, level=1))
     log("  layer 3/3: Python packages (" + ", ".join(spec["python_packages"]) + ")")
     layers.append(oci.write_layer(_python_entries(spec), layout.blobs, epoch=epoch, level=1))
-    config = _config(spec, layers, epoch)
-    config_desc = layout.add_json(config, oci.OCI_CONFIG)
+    _finish(layout, spec, [layer.descriptor for layer in layers], [layer.diff_id for layer in layers], epoch)
+
+
+def _add_torch(below: Path, spec: dict, source: "default_torch.TorchSource", deps: list,
+               work: Path, env: Mapping[str, str], log: Callable[[str], None]) -> None:
+    """The default base `below` (its blobs linked, not copied) plus one layer with torch."""
+    base = oci.Layout(below)
+    _, manifest = base.find_manifest("default")
+    config = base.read_json(manifest["config"]["digest"])
+    layers = oci.manifest_layers(manifest)
+    layout = oci.Layout.create(work)
+    for item in layers:
+        layout.link_blob(base.verified_blob(item), item.digest)
+    epoch = oci.source_date_epoch(env)
+    names = ", ".join(pydist.canonical(d.metadata["Name"]) for d in deps)
+    log(f"  layer 4/4: torch {source.version} from {source.directory}" + (f" (with {names})" if names else ""))
+    prefix = f"usr/local/lib/python{spec['python']}/dist-packages"
+    layer = oci.write_layer(default_torch.entries(source, deps, prefix), layout.blobs, epoch=epoch, level=1)
+    _finish(layout, spec, [*layers, layer.descriptor], [*config["rootfs"]["diff_ids"], layer.diff_id], epoch)
+
+
+def _finish(layout: oci.Layout, spec: dict, layers: list[oci.Descriptor], diff_ids: list[str], epoch: int) -> None:
+    config_desc = layout.add_json(_config(spec, diff_ids, epoch), oci.OCI_CONFIG)
     manifest = {"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "config": config_desc.to_json(),
-                "layers": [layer.descriptor.to_json() for layer in layers]}
+                "layers": [layer.to_json() for layer in layers]}
     desc = layout.add_json(manifest, oci.OCI_MANIFEST)
     layout.write_index([oci.Descriptor(desc.media_type, desc.digest, desc.size, {oci.REF_NAME: "default"})])
-    (work / "recipe.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
+    (layout.root / "recipe.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
 
 
 def _debian_rootfs(spec: dict, out: Path, env: Mapping[str, str], log: Callable[[str], None]) -> None:
@@ -194,25 +221,18 @@ def _python_entries(spec: dict) -> Iterator[oci.Entry]:
     prefix = f"usr/local/lib/python{spec['python']}/dist-packages"
     dists = [d for d in _requirement_closure(PYTHON_ROOTS)
              if _canonical(d.metadata["Name"]) in spec["python_packages"]]
-    files: dict[str, Path] = {}
-    for dist in dists:
-        for item in dist.files or []:
-            relative = Path(str(item))
-            if ".." in relative.parts or "__pycache__" in relative.parts:
-                continue  # console scripts live outside site-packages; byte code is rebuilt
-            source = Path(dist.locate_file(item))
-            if source.is_file() and not source.is_symlink():
-                files[f"{prefix}/{relative.as_posix()}"] = source
-    entries = [oci.file_entry(name, path) for name, path in files.items()]
+    entries = [oci.file_entry(name, path) for name, path in pydist.record_files(dists, prefix).items()]
     return iter(oci.parent_dirs(entries))
 
 
-def _config(spec: dict, layers: list[oci.Layer], epoch: int) -> dict:
+def _config(spec: dict, diff_ids: list[str], epoch: int) -> dict:
     versions = spec["python_packages"]
+    torch = spec.get("torch")
     labels = {
         "org.opencontainers.image.title": "trtis-build default Triton base (CPU)",
         "org.opencontainers.image.description": "Debian " + spec["suite"] + ", tritonserver from "
-                                                 "nvidia-pytriton " + spec["pytriton"] + ", Python backend",
+                                                 "nvidia-pytriton " + spec["pytriton"] + ", Python backend"
+                                                 + (", torch " + torch["version"] if torch else ""),
         LABEL_PREFIX + "python.version": spec["python"],
         LABEL_PREFIX + "pytriton.version": spec["pytriton"],
         LABEL_PREFIX + "debian.suite": spec["suite"],
@@ -220,6 +240,8 @@ def _config(spec: dict, layers: list[oci.Layer], epoch: int) -> dict:
     tensorflow = versions.get("tensorflow-cpu") or versions.get("tensorflow")
     if tensorflow:
         labels[LABEL_PREFIX + "tensorflow.version"] = tensorflow
+    if torch:  # read by the version-skew guard of `trtis-build server`
+        labels[LABEL_PREFIX + "torch.version"] = torch["version"]
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
     return {
         "architecture": "amd64", "os": "linux", "created": created,
@@ -228,7 +250,7 @@ def _config(spec: dict, layers: list[oci.Layer], epoch: int) -> dict:
                     f"LD_LIBRARY_PATH={TRITON_ROOT}/lib", "PYTHONDONTWRITEBYTECODE=1"],
             "Cmd": ["tritonserver"], "WorkingDir": "/", "Labels": labels,
         },
-        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
         "history": [{"created": created, "created_by": f"trtis-build default base: {what}"}
-                    for what in ("mmdebstrap", "tritonserver", "python packages")],
+                    for what in ("mmdebstrap", "tritonserver", "python packages", *(("torch",) if torch else ()))],
     }

@@ -79,6 +79,30 @@ def version_tuple(version: str) -> tuple[int, int]:
     return (int(parts[0]), int(parts[1])) if len(parts) >= 2 else (0, 0)
 
 
+def release(version: str) -> tuple[int, int, int] | None:
+    """major.minor.patch of a torch version: 2.14.1+cu130 and 2.14.1+cpu are one release, and
+    NGC's 2.5.0a0+e000cf0 is 2.5.0."""
+    match = re.match(r"\s*v?(\d+)\.(\d+)(?:\.(\d+))?", version or "")
+    return tuple(int(part or 0) for part in match.groups()) if match else None
+
+
+def incompatibility(entry: dict, built_with: str | None, running: str) -> str | None:
+    """Why a library of this manifest entry cannot load into torch `running`, or None: a
+    stable-ABI library loads in its target and every later torch; an exact one only in the
+    release it was built with."""
+    abi = entry.get("torch") or {}
+    if abi.get("abi") == "exact":
+        if built_with and release(built_with) != release(running):
+            return (f"it was built against torch {built_with} with the full C++ API (abi = \"exact\"), "
+                    f"and this is torch {running}")
+        return None
+    target = abi.get("target", DEFAULT_TARGET)
+    have = release(running)
+    if have is None or have[:2] < version_tuple(target):
+        return f"it targets torch {target} or later, and this is torch {running}"
+    return None
+
+
 @dataclass(frozen=True)
 class TorchInfo:
     python: str
@@ -289,8 +313,8 @@ class Torch(Framework):
             if not same_schema(actual, item.schema):
                 raise NameConflictError(f"{library} defines {actual!r}, but op.toml declares {item.schema!r}",
                                         where=str(op.op_toml),
-                                        hint=f"make them one: copy the registered schema into op.toml's 'ops' "
-                                             f"(or fix m.def); the previous bundle was kept")
+                                        hint="make them one: copy the registered schema into op.toml's 'ops' "
+                                             "(or fix m.def); the previous bundle was kept")
         if PYTHON_LIB in entry.get("needed", []) and not op.settings["python"]:
             raise OpSpecError(f"{library} needs {PYTHON_LIB}: it loads only in a Python process, not in Triton's "
                               "PyTorch backend or a server without torch's Python bindings", where=op.op_toml,
@@ -332,3 +356,23 @@ class Torch(Framework):
     # image ------------------------------------------------------------------------------
     def image_labels(self, libraries):
         return {"torch.ops": ",".join(sorted(op for lib in libraries for op in lib.get("ops", [])))}
+
+    def base_skew(self, built, declared, libraries):
+        """Per library, by the loader's rule (incompatibility), with the image's fixes."""
+        if release(declared) is None:
+            return f"the base declares torch {declared!r}, which is not a version (give --base-version torch=X.Y.Z)"
+        problems = []
+        for library in libraries:
+            reason = incompatibility(library, built, declared)
+            if reason is None:
+                continue
+            path = library.get("path", library.get("op", "?"))
+            if (library.get("torch") or {}).get("abi") == "exact":
+                fix = f"use a base with torch {built.split('+')[0]}, or build the op on the stable ABI (abi = \"stable\")"
+            else:
+                have = release(declared)
+                fix = f"use a base with torch {library['torch'].get('target', DEFAULT_TARGET)} or newer" + (
+                    f", or lower torch_target to \"{have[0]}.{have[1]}\" in op.toml and rebuild"
+                    if have[:2] >= version_tuple(DEFAULT_TARGET) else "")
+            problems.append(f"{path}: {reason}: {fix}")
+        return "; ".join(problems) or None

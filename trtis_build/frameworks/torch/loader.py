@@ -16,7 +16,7 @@ from trtis_server.manifest import ManifestError, read
 from ...core.errors import BundleError, ToolchainError
 from ...core.files import sha256_file
 from ..tensorflow.loader import default_bundle_path
-from . import version_tuple
+from . import incompatibility
 
 _LOCK = threading.Lock()
 _LOADED: dict[str, str] = {}   # sha256 -> path of a library loaded through this loader
@@ -50,18 +50,6 @@ def _torch():
     return torch
 
 
-def compatibility_problem(entry: dict, built_with: str | None, running: str) -> str | None:
-    """Why a library of this manifest entry cannot load into torch `running`, or None."""
-    abi = entry.get("torch", {})
-    if abi.get("abi") == "exact":
-        if built_with and running.split("+")[0] != built_with.split("+")[0]:
-            return (f"it was built against torch {built_with} with the full C++ API (abi = \"exact\"), "
-                    f"and this is torch {running}")
-    elif version_tuple(running) < version_tuple(abi.get("target", "0.0")):
-        return f"it targets torch {abi['target']} or later, and this is torch {running}"
-    return None
-
-
 def load_library(path: Path, entry: dict, built_with: str | None = None) -> None:
     """Load one torch op library after checking its hash, its torch and its namespaces."""
     torch = _torch()
@@ -74,7 +62,7 @@ def load_library(path: Path, entry: dict, built_with: str | None = None) -> None
         raise BundleError(f"{path.name} does not match its manifest (sha256 {sha[:12]}..., expected "
                           f"{entry['sha256'][:12]}...)", where=path,
                           hint="the file was changed after the bundle was built: rebuild it")
-    problem = compatibility_problem(entry, built_with, torch.__version__)
+    problem = incompatibility(entry, built_with, torch.__version__)
     if problem:
         raise BundleError(f"refusing to load {path}: {problem}", where=path,
                           hint="rebuild the bundle with this torch, or run it with a torch it supports")
