@@ -12,6 +12,7 @@
 
 #if TRTIS_WITH_CUDA
 #include <dlfcn.h>
+#include <torch/csrc/stable/accelerator.h>
 #endif
 
 namespace {
@@ -70,6 +71,8 @@ void* current_cuda_stream(int32_t device) {
 
 std::tuple<Tensor, Tensor> add_sub_cuda(Tensor x, Tensor y) {
   auto [a, b] = checked_inputs(x, y);
+  // The inputs' device, not the current one: the stream and the launch must be on it.
+  torch::stable::accelerator::DeviceGuard guard(a.get_device_index());
   Tensor sum = torch::stable::empty_like(a);
   Tensor difference = torch::stable::empty_like(a);
   const int code = trtis_addsub_cuda(a.const_data_ptr<float>(), b.const_data_ptr<float>(),
