@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 from typing import Sequence
@@ -19,8 +20,8 @@ COMMAND_MODULES = ("ops", "doctor", "serving", "image")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trtis-build",
-        description="Build TensorFlow custom ops and TensorRT plugins into a checked bundle "
-                    "and serve them with Triton Inference Server.")
+        description="Build TensorFlow custom ops, TensorRT plugins and PyTorch operators into a "
+                    "checked bundle and serve them with Triton Inference Server.")
     parser.add_argument("--version", action="version", version=f"trtis-build {__version__}")
     parser.add_argument("-C", "--root", metavar="DIR",
                         help="project root (default: nearest directory upwards with ops/)")
@@ -30,17 +31,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _TrackedStdout:
+    """stdout that remembers whether a command wrote its (JSON) result before failing."""
+
+    def __init__(self, stream):
+        self.stream, self.written = stream, False
+
+    def write(self, text):
+        self.written = self.written or bool(text)
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _report(error: TrtisBuildError, args: argparse.Namespace) -> int:
+    """The paragraph on stderr; with --json, stdout holds one JSON object: the command's
+    result (`ops test` reports failed tests in it), or this error when it failed before it had
+    one, so a pipeline that reads stdout gets data in both outcomes."""
+    print(error.render(), file=sys.stderr)
+    if getattr(args, "json", False) and not getattr(sys.stdout, "written", False):
+        json.dump(error.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    return error.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     if not (sys.argv[1:] if argv is None else list(argv)):
         parser.print_help()  # `trtis-build` alone: what it can do, not a usage error
         return 0
     args = parser.parse_args(argv)
+    if getattr(args, "json", False):
+        sys.stdout = _TrackedStdout(sys.stdout)
     try:
         return int(args.handler(args) or 0)
     except TrtisBuildError as error:
-        print(error.render(), file=sys.stderr)
-        return error.exit_code
+        return _report(error, args)
     except BrokenPipeError:
         # `trtis-build ops list | head`: not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -48,9 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         # Disk full, read-only or mistyped paths: the environment, not a bug; every writer
         # publishes atomically, so nothing half-written is left.
-        error = FileSystemError.from_os_error(exc)
-        print(error.render(), file=sys.stderr)
-        return error.exit_code
+        return _report(FileSystemError.from_os_error(exc), args)
     except KeyboardInterrupt:
         # Builds publish atomically and servers are torn down by their own handlers, so
         # nothing half-done is left; say what applies to the command that was running.

@@ -30,6 +30,11 @@ class TrtisBuildError(Exception):
             lines.append(f"  fix:   {self.hint}")
         return "\n".join(lines)
 
+    def to_json(self) -> dict:
+        """The error as data, for `--json` callers (what, where, how to fix, the exit code)."""
+        return {"error": {"kind": type(self).__name__, "stage": self.stage, "message": self.message,
+                          "where": self.where, "fix": self.hint, "exit_code": self.exit_code}}
+
 
 class ConfigError(TrtisBuildError):
     """Bad option, bad configuration key or value."""

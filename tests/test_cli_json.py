@@ -1,0 +1,26 @@
+"""`--json`: stdout holds one JSON object in both outcomes; a failure is the error as data
+(kind, stage, message, where, fix, exit code) beside the paragraph on stderr."""
+
+import json
+
+from tests.conftest import trtis
+
+
+def test_a_failed_command_with_json_prints_the_error_as_data(tmp_path):
+    result = trtis("ops", "build", "--json", cwd=tmp_path, check=False)
+    error = json.loads(result.stdout)["error"]
+    assert result.returncode == error["exit_code"] == 2
+    assert error["kind"] == "ConfigError" and "no ops found" in error["message"]
+    assert "trtis-build ops add" in error["fix"]
+    assert "error [config]: no ops found" in result.stderr  # the paragraph is still there
+
+
+def test_without_json_stdout_stays_empty_on_failure(tmp_path):
+    result = trtis("ops", "build", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+
+
+def test_a_result_is_not_followed_by_an_error_object(tmp_path):
+    (tmp_path / "ops").mkdir()
+    result = trtis("ops", "list", "--json", cwd=tmp_path, check=False)
+    assert result.returncode == 0 and json.loads(result.stdout) == []
