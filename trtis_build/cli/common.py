@@ -13,8 +13,9 @@ from ..core.options import Options, find_project_root, resolve_options
 
 
 def add_build_options(parser) -> None:
-    parser.add_argument("--out", dest="bundle_dir", metavar="DIR",
-                        help="bundle directory (default: build/bundle)")
+    # --bundle, as in `model add` and `server`; --out is kept as an alias.
+    parser.add_argument("--bundle", "--out", dest="bundle_dir", metavar="DIR",
+                        help="bundle directory (default: build/bundle; --out is an alias)")
     parser.add_argument("--build-dir", metavar="DIR", help="build directory (default: build)")
     parser.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel compile jobs")
     parser.add_argument("--cuda-arch", metavar="LIST",
