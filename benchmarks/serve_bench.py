@@ -1,13 +1,15 @@
-"""Serving benchmark: the example model through the custom op TRTISExampleAddSub vs the same
-model written with TensorFlow's built-in add and subtract, both served by one real Triton
-server (Python-backend runner) in one run.
+"""Serving benchmark: the example model through the custom op (TensorFlow's TRTISExampleAddSub,
+or with --framework torch the torch.export program calling trtis::add_sub) vs the same model
+written with the framework's built-in add and subtract, both served by one real Triton server
+(Python-backend runner) in one run.
 
 For HTTP and gRPC (tritonclient), sequential and with 4 concurrent clients, it reports
 requests/s and p50/p99 latency per model, and the latency ratio custom/built-in (target:
 the custom op costs no more than 5%). The two models are measured in alternating blocks so
 that drift on a shared machine hits both alike. Request counts and time are bounded.
 
-    python benchmarks/serve_bench.py [--bundle build/bundle] [--requests 4000] [--json FILE]
+    python benchmarks/serve_bench.py [--framework tensorflow|torch] [--bundle build/bundle]
+                                     [--requests 4000] [--json FILE]
 """
 
 from __future__ import annotations
@@ -35,11 +37,50 @@ MODELS = {"custom": "addsub", "builtin": "addsub_builtin"}
 TARGET = 1.05
 
 
-def build_repository(work: Path, bundle: Path) -> Path:
+# The two torch programs: x, y -> {"sum", "difference"} through trtis::add_sub or aten.
+EXPORT_TORCH = r'''
+import sys, torch
+sys.path.insert(0, sys.argv[3])
+import trtis_build
+op = trtis_build.load_bundle(sys.argv[1], framework="torch").op("trtis::add_sub")
+
+# The example's C++ meta kernel specializes a dynamic size (stable-ABI size compares); a
+# Python fake keeps it symbolic for export. Serving never runs it.
+@torch.library.register_fake("trtis::add_sub")
+def _(x, y):
+    return torch.empty_like(x), torch.empty_like(x)
+
+class Custom(torch.nn.Module):
+    def forward(self, x, y):
+        total, difference = op(x, y)
+        return {"sum": total, "difference": difference}
+
+class Builtin(torch.nn.Module):
+    def forward(self, x, y):
+        return {"sum": x + y, "difference": x - y}
+
+n = torch.export.Dim("n")
+example = (torch.randn(8), torch.randn(8))
+for name, module in (("addsub", Custom()), ("addsub_builtin", Builtin())):
+    program = torch.export.export(module, example, dynamic_shapes={"x": {0: n}, "y": {0: n}})
+    torch.export.save(program, f"{sys.argv[2]}/{name}.pt2")
+'''
+
+
+def build_repository(work: Path, bundle: Path, framework: str = "tensorflow") -> Path:
     models = work / "models"
-    process.run([sys.executable, ROOT / "examples" / "make_savedmodel.py", work / "saved",
-                 "--bundle", bundle, "--models", models], stage="benchmark",
-                extra_env={"TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=600)
+    if framework == "tensorflow":
+        process.run([sys.executable, ROOT / "examples" / "make_savedmodel.py", work / "saved",
+                     "--bundle", bundle, "--models", models], stage="benchmark",
+                    extra_env={"TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=600)
+        return models
+    from trtis_build.frameworks.torch.serving import add_model
+
+    programs = work / "programs"
+    programs.mkdir()
+    process.run([sys.executable, "-c", EXPORT_TORCH, bundle, programs, ROOT], stage="benchmark", timeout=600)
+    for model in MODELS.values():
+        add_model(model, programs / f"{model}.pt2", models_dir=models, bundle_dir=bundle)
     return models
 
 
@@ -106,7 +147,7 @@ def measure(server: TritonServer, args) -> list[dict]:
     for protocol in ("http", "grpc"):
         url = server.endpoints[protocol]
         for clients in (1, 4):
-            for model in MODELS.values():  # warm-up: connections, TF function tracing
+            for model in MODELS.values():  # warm-up: connections, TF function tracing, torch's first calls
                 run_block(protocol, url, model, clients, 50 * clients, 30, args.elements)
             cell = {kind: {"latencies": [], "wall": 0.0, "errors": [], "p50s": []} for kind in MODELS}
             block = max(clients, args.requests // args.blocks)
@@ -135,7 +176,7 @@ def measure(server: TritonServer, args) -> list[dict]:
 
 def report(rows: list[dict], args, meta: dict) -> str:
     lines = [f"serve_bench: {meta['date']} {meta['machine']}; tritonserver 2.51 (nvidia-pytriton), "
-             f"Python-backend runner, {args.elements} float32 per input, {args.blocks} alternating "
+             f"{args.framework} Python-backend runner, {args.elements} float32 per input, {args.blocks} alternating "
              f"block pairs, {args.requests} requests per model and cell",
              f"{'protocol':8} {'clients':>7} {'model':8} {'requests':>8} {'req/s':>8} "
              f"{'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}"]
@@ -161,18 +202,24 @@ def report(rows: list[dict], args, meta: dict) -> str:
     return "\n".join(lines)
 
 
-def measure_direct(models: Path, calls: int, elements: int, blocks: int = 20) -> dict[str, float]:
-    """The models' signatures called in this process without a server (loaded the way the
-    runner loads them): what the op itself costs, apart from serving. Median per-call µs."""
+def _runner(models: Path, kind: str, model: str, framework: str):
+    """The model's own runner (its 1/model.py), loaded the way the Python backend loads it."""
     import importlib.util
 
+    spec = importlib.util.spec_from_file_location(f"runner_{kind}", models / model / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if framework == "tensorflow":
+        return module.SavedModelRunner(models / model / "1")
+    return module.TorchProgramRunner(models / model / "1", ["sum", "difference"], positional=["x", "y"])
+
+
+def measure_direct(models: Path, calls: int, elements: int, framework: str = "tensorflow",
+                   blocks: int = 20) -> dict[str, float]:
+    """The models called in this process without a server (loaded the way the runner loads
+    them): what the op itself costs, apart from serving. Median per-call µs."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    runners = {}
-    for kind, model in MODELS.items():
-        spec = importlib.util.spec_from_file_location(f"runner_{kind}", models / model / "1" / "model.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        runners[kind] = module.SavedModelRunner(models / model / "1")
+    runners = {kind: _runner(models, kind, model, framework) for kind, model in MODELS.items()}
     rng = np.random.default_rng(0)
     inputs = {name: rng.standard_normal(elements).astype(np.float32) for name in ("x", "y")}
     per_call: dict[str, list[float]] = {kind: [] for kind in MODELS}
@@ -190,6 +237,9 @@ def measure_direct(models: Path, calls: int, elements: int, blocks: int = 20) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--framework", choices=("tensorflow", "torch"), default="tensorflow",
+                        help="SavedModels through TRTISExampleAddSub, or torch.export programs through "
+                             "trtis::add_sub (each against the framework's built-in add/subtract)")
     parser.add_argument("--bundle", type=Path, default=ROOT / "build" / "bundle")
     parser.add_argument("--models", type=Path, help="an existing repository with addsub and "
                                                     "addsub_builtin (default: build one in a temp dir)")
@@ -202,9 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
 
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {os.cpu_count()} cores"}
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {os.cpu_count()} cores",
+            "framework": args.framework}
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
-        models = args.models or build_repository(Path(tmp), args.bundle.resolve())
+        models = args.models or build_repository(Path(tmp), args.bundle.resolve(), args.framework)
         settings = ServerSettings(models_dir=models, log_file=Path(tmp) / "server.log")
         with TritonServer(settings) as server:
             statuses = server.load_models(MODELS.values())
@@ -214,10 +265,10 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 return 1
             rows = measure(server, args)
-        direct = measure_direct(models, args.direct_calls, args.elements) if args.direct_calls else {}
+        direct = measure_direct(models, args.direct_calls, args.elements, args.framework) if args.direct_calls else {}
     text = report(rows, args, meta)
     if direct:
-        text += (f"\nin-process signature call, no server (median of 20 blocks, "
+        text += (f"\nin-process model call through its runner, no server (median of 20 blocks, "
                  f"{args.direct_calls} calls): custom {direct['custom']:.1f} us, builtin "
                  f"{direct['builtin']:.1f} us, ratio {direct['custom'] / direct['builtin']:.3f}")
     print(text)

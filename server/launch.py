@@ -20,6 +20,12 @@ Then:
     or into LD_PRELOAD with --trtis-plugin-mode=preload (the older way); either way the path
     given is each plugin library's autoload shim (tensorrt/autoload/), which registers the
     library when merely opened (under LD_PRELOAD it loads libnvinfer itself first);
+  - torch op libraries go on LD_PRELOAD for Triton's PyTorch backend (its documented way)
+    when a model of the repositories on the command line has a PyTorch-backend config
+    (TRTIS_TORCH_PRELOAD=auto, the default), in preload mode, or always / never as that
+    variable says; LD_LIBRARY_PATH then starts with the libtorch they need (the pytorch
+    backend's). TRTIS_TORCH_OP_LIBRARIES lists them either way; Python-backend models load
+    their own copies;
   - TensorFlow op libraries are never preloaded (TensorFlow's bundled BoringSSL clashes with
     the server's libcrypto and crashes every Python stub); models load them: TRTIS_BUNDLE is
     this bundle (trtis_build.load_bundle's default), TRTIS_TF_OP_LIBRARIES lists their paths,
@@ -161,7 +167,7 @@ def server_command(rest, config, paths, mode):
     return _merge(command, extra)
 
 
-def environment(paths, mode, bundle):
+def environment(paths, mode, bundle, command=()):
     env = dict(os.environ)
     env["TRTIS_BUNDLE"] = bundle
     preloaded = [p for p in env.get("LD_PRELOAD", "").replace(":", " ").split() if p]
@@ -171,8 +177,9 @@ def environment(paths, mode, bundle):
         refusal = getattr(runtime, "refuse_preload", lambda *_: None)(preloaded, items)
         if refusal:
             raise CheckError(refusal)
-        env.update(runtime.environment(items))
-        added += runtime.preload(items, mode)
+        chosen = runtime.preload(items, mode, command)
+        env.update(runtime.environment(items, chosen, env))
+        added += chosen
     if added:
         env["LD_PRELOAD"] = " ".join(added + preloaded)
     return env
@@ -197,7 +204,7 @@ def main(argv, bundle=None):
             raise CheckError("the op bundle cannot work in this image:\n  - " + "\n  - ".join(problems))
         paths = op_library_paths(manifest, bundle)
         command = server_command(rest, config, paths, options["plugin_mode"])
-        env = environment(paths, options["plugin_mode"], bundle)
+        env = environment(paths, options["plugin_mode"], bundle, command)
     except CheckError as error:
         sys.stderr.write("trtis-launch: error: %s\n" % error)
         return EXIT_CHECK
@@ -206,7 +213,8 @@ def main(argv, bundle=None):
         sys.stdout.write("trtis-launch: %d libraries checked in %s: ok\n" % (count, bundle))
         return 0
     if options["dry_run"]:
-        keys = ("TRTIS_BUNDLE", "TRTIS_TF_OP_LIBRARIES", "LD_PRELOAD")
+        keys = ("TRTIS_BUNDLE", "TRTIS_TF_OP_LIBRARIES", "TRTIS_TORCH_OP_LIBRARIES", "LD_PRELOAD",
+                "LD_LIBRARY_PATH")
         json.dump({"command": command, "env": {k: env[k] for k in keys if k in env}}, sys.stdout)
         sys.stdout.write("\n")
         return 0

@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ..core.errors import ServerError
+from ..core.errors import ModelError, ServerError
 
 
 def _root(args) -> Path:
@@ -70,24 +70,30 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    model = subparsers.add_parser("model", help="build a Triton model repository from SavedModels")
+    model = subparsers.add_parser("model", help="build a Triton model repository from SavedModels and torch programs")
     model_sub = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND", required=True)
     add = model_sub.add_parser(
-        "add", help="turn a TensorFlow SavedModel that uses bundle ops into a Triton model",
-        description="Copy a SavedModel and the bundle op libraries its graph uses into "
-                    "<models>/NAME, with a Python-backend runner config and a TensorFlow-backend "
-                    "config (configs/python.pbtxt, configs/tensorflow.pbtxt; config.pbtxt is the "
+        "add", help="turn a TensorFlow SavedModel or a torch.export program that uses bundle ops into a Triton model",
+        description="Copy a SavedModel (--savedmodel) or a torch.export program (--torch-program, a .pt2 "
+                    "saved by torch.export.save) and the bundle op libraries it calls into <models>/NAME, "
+                    "with a Python-backend runner config and the framework backend's config (configs/"
+                    "python.pbtxt, configs/tensorflow.pbtxt or configs/pytorch.pbtxt; config.pbtxt is the "
                     "one --backend picks), and store reference outputs for `trtis-build smoke`.")
     add.add_argument("name", metavar="NAME")
-    add.add_argument("--savedmodel", required=True, metavar="DIR")
+    source = add.add_mutually_exclusive_group(required=True)
+    source.add_argument("--savedmodel", metavar="DIR", help="a TensorFlow SavedModel directory")
+    source.add_argument("--torch-program", metavar="FILE",
+                        help="a torch.export program (torch.export.save, .pt2); its TorchScript form for "
+                             "Triton's PyTorch backend is traced and checked here")
     add.add_argument("--models", metavar="DIR", help="model repository (default: models/)")
     add.add_argument("--bundle", metavar="DIR", help="bundle (default: build/bundle)")
     add.add_argument("--max-batch-size", type=int, default=0, metavar="N",
-                     help="Triton batching: the signature's first dimension is the batch (default 0: off)")
-    add.add_argument("--backend", choices=("python", "tensorflow"), default="python",
-                     help="which config becomes config.pbtxt: python (servers without a TensorFlow "
-                          "backend: 25.04+, the PyPI server; default) or tensorflow (<= 25.03)")
-    add.add_argument("--signature", default="serving_default", metavar="KEY")
+                     help="Triton batching: the inputs' first dimension is the batch (default 0: off)")
+    add.add_argument("--backend", choices=("python", "tensorflow", "pytorch"), default="python",
+                     help="which config becomes config.pbtxt: python (the Python-backend runner; every "
+                          "server with a Python backend; default), tensorflow (SavedModels, servers <= 25.03) "
+                          "or pytorch (torch programs: pytorch_libtorch, op libraries through LD_PRELOAD)")
+    add.add_argument("--signature", metavar="KEY", help="SavedModel signature (default serving_default)")
     add.add_argument("--server-models-dir", metavar="PATH",
                      help="where the TensorFlow-backend server sees this repository (e.g. /models); "
                           "op_library_filename paths are absolute (default: its path here)")
@@ -115,24 +121,52 @@ def register(subparsers) -> None:
     smoke.set_defaults(handler=_smoke)
 
 
-def _model_add(args) -> int:
-    from ..frameworks.tensorflow.serving import add_model
+BACKENDS = {"savedmodel": ("python", "tensorflow"), "torch_program": ("python", "pytorch")}
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-    options = _options(args)
-    bundle = Path(args.bundle).resolve() if args.bundle else options.bundle_dir
+
+def _check_model_args(args) -> str:
+    """Which kind of model, after refusing options that do not fit it."""
+    kind = "savedmodel" if args.savedmodel else "torch_program"
+    flag = "--savedmodel" if args.savedmodel else "--torch-program"
+    if args.backend not in BACKENDS[kind]:
+        raise ModelError(f"--backend {args.backend} does not serve a model given with {flag}",
+                         hint=f"use --backend {' or '.join(BACKENDS[kind])} (tensorflow serves SavedModels, "
+                              "pytorch serves torch programs)")
+    if kind == "torch_program":
+        for option, value in (("--signature", args.signature), ("--server-models-dir", args.server_models_dir)):
+            if value is not None:
+                raise ModelError(f"{option} applies to SavedModels only, not to --torch-program",
+                                 hint=f"drop {option}")
     if args.max_batch_size < 0:
         raise ServerError("--max-batch-size must be 0 or more")
-    added = add_model(args.name, Path(args.savedmodel), models_dir=_models_dir(args),
-                      bundle_dir=bundle, max_batch_size=args.max_batch_size, backend=args.backend,
-                      signature_key=args.signature, server_models_dir=args.server_models_dir,
-                      python=options.python, force=args.force, reference=not args.no_reference)
+    return kind
+
+
+def _model_add(args) -> int:
+    kind = _check_model_args(args)
+    options = _options(args)
+    bundle = Path(args.bundle).resolve() if args.bundle else options.bundle_dir
+    common = dict(models_dir=_models_dir(args), bundle_dir=bundle, max_batch_size=args.max_batch_size,
+                  backend=args.backend, python=options.python, force=args.force, reference=not args.no_reference)
+    if kind == "savedmodel":
+        from ..frameworks.tensorflow.serving import add_model
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+        added = add_model(args.name, Path(args.savedmodel), signature_key=args.signature or "serving_default",
+                          server_models_dir=args.server_models_dir, **common)
+        forms = "configs/python.pbtxt, configs/tensorflow.pbtxt"
+    else:
+        from ..frameworks.torch.serving import add_model
+
+        added = add_model(args.name, Path(args.torch_program), **common)
+        forms = ", ".join(f"configs/{form}.pbtxt" if verdict == "ok" else f"no {form} form ({verdict})"
+                          for form, verdict in added.forms.items())
     custom = ", ".join(f"{op} ({path})" for op, path in sorted(added.ops.custom.items())) or "none"
     print(f"added model {added.name}: {added.path}")
     print(f"  inputs:  {', '.join(f'{s.name} {s.data_type} {list(s.shape)}' for s in added.signature.inputs)}")
     print(f"  outputs: {', '.join(f'{s.name} {s.data_type} {list(s.shape)}' for s in added.signature.outputs)}")
     print(f"  custom ops: {custom}")
-    print(f"  config.pbtxt: {added.backend} backend (configs/python.pbtxt, configs/tensorflow.pbtxt)")
+    print(f"  config.pbtxt: {added.backend} backend ({forms})")
     return 0
 
 

@@ -44,11 +44,12 @@ STUB = "triton_python_backend_stub"
 
 
 # Load failures with a known cause -> what to do (appended to the reason).
+_NO_BACKEND = (" -- this server has no {} backend (the PyPI tritonserver has only the Python backend{}): serve "
+               "the model's Python-backend config (--model-config-name python, or `trtis-build model add "
+               "--backend python`)")
 KNOWN_FAILURES = (
-    ("unable to find backend library for backend 'tensorflow'",
-     " -- this server has no TensorFlow backend (the PyPI tritonserver, Triton 25.04 and later): "
-     "serve the model's Python-backend config (--model-config-name python, or "
-     "`trtis-build model add --backend python`)"),
+    ("unable to find backend library for backend 'tensorflow'", _NO_BACKEND.format("TensorFlow", "; Triton 25.04+")),
+    ("unable to find backend library for backend 'pytorch'", _NO_BACKEND.format("PyTorch", "")),
     ("Op type not registered",
      " -- the model uses an op its directory does not carry: re-run `trtis-build model add` "
      "with the bundle that provides it"),
@@ -131,13 +132,15 @@ def discover_models(models_dir: Path) -> list[str]:
     """Model directories (with config.pbtxt or configs/): hidden ones are half-written."""
     if not models_dir.is_dir():
         raise ServerError(f"model repository {models_dir} does not exist", where=models_dir,
-                          hint="create one with `trtis-build model add NAME --savedmodel DIR`")
+                          hint="create one with `trtis-build model add NAME --savedmodel DIR` "
+                                   "(or --torch-program FILE.pt2)")
     names = sorted(entry.name for entry in models_dir.iterdir()
                    if entry.is_dir() and not entry.name.startswith(".")
                    and ((entry / "config.pbtxt").is_file() or (entry / "configs").is_dir()))
     if not names:
         raise ServerError(f"model repository {models_dir} has no models", where=models_dir,
-                          hint="add one with `trtis-build model add NAME --savedmodel DIR`")
+                          hint="add one with `trtis-build model add NAME --savedmodel DIR` "
+                                   "(or --torch-program FILE.pt2)")
     return names
 
 

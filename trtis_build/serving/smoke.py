@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..core.errors import ToolchainError
-from ..frameworks.tensorflow.serving import REFERENCE, TensorSpec, model_dims, read_metadata
+from .models import REFERENCE, TensorSpec, model_dims, read_metadata
 from .server import ModelStatus, ServerSettings, TritonServer, discover_models
 
 PROTOCOLS = ("http", "grpc")
@@ -91,7 +91,7 @@ def zero_inputs(config: Mapping) -> dict:
 
 def to_client_shapes(arrays: Mapping, metadata: Mapping) -> dict:
     """Reference arrays are stored as the model sees them; a scalar item is served as [1]
-    (see model_repo.config_dims), so add that dimension for the client."""
+    (see models.config_dims), so add that dimension for the client."""
     signature = metadata.get("signature", {})
     specs = {item["name"]: TensorSpec(**{**item, "shape": tuple(item["shape"])})
              for item in (*signature.get("inputs", []), *signature.get("outputs", []))}

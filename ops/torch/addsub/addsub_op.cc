@@ -42,10 +42,10 @@ std::tuple<Tensor, Tensor> add_sub_cpu(Tensor x, Tensor y) {
 }
 
 // The fake (meta) kernel: shapes only, so torch.compile and torch.export can trace models
-// that call the op.
+// that call the op. It reads no sizes: under torch.export a size read here would fix a
+// dynamic dimension to the example's value (the real kernels check the shapes).
 std::tuple<Tensor, Tensor> add_sub_meta(Tensor x, Tensor y) {
-  auto [a, b] = checked_inputs(x, y);
-  return {torch::stable::empty_like(a), torch::stable::empty_like(a)};
+  return {torch::stable::empty_like(x), torch::stable::empty_like(x)};
 }
 
 #if TRTIS_WITH_CUDA

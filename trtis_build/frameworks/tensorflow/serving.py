@@ -20,7 +20,6 @@ configurations) works on plain values and protobuf messages; `add_model` is the 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass
@@ -28,17 +27,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ... import __version__
-from ...bundle.manifest import read_manifest
 from ...core import process
 from ...core.errors import ModelError
-from ...core.files import scratch_path, sha256_file, swap_directory
+# The parts every framework's model form shares (re-exported: callers import them from here too).
+from ...serving.models import (METADATA, MODEL_NAME, OPS_DIR, REFERENCE, VERSION, Signature,  # noqa: F401
+                               TensorSpec, bundle_manifest, config_dims, copy_libraries,
+                               io_block as _io_block, model_dims, model_manifest, model_target,
+                               read_metadata, reference_inputs, staged_model, write_configs)
 
-VERSION = "1"
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 SAVEDMODEL_DIR = "model.savedmodel"
-OPS_DIR = "ops"
-METADATA = "trtis-model.json"
-REFERENCE = "reference.npz"
 BACKENDS = ("python", "tensorflow")
 DEFAULT_SIGNATURE = "serving_default"
 # The Python-backend runner: it runs inside the server, so it lives in server/ (trtis_server).
@@ -52,21 +49,6 @@ TF_DTYPES: dict[int, tuple[str, str]] = {
     17: ("TYPE_UINT16", "uint16"), 19: ("TYPE_FP16", "float16"), 22: ("TYPE_UINT32", "uint32"),
     23: ("TYPE_UINT64", "uint64"),
 }
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    data_type: str          # Triton type, e.g. TYPE_FP32
-    numpy_dtype: str        # e.g. float32
-    shape: tuple[int, ...]  # -1 for an unknown dimension
-
-
-@dataclass(frozen=True)
-class Signature:
-    key: str
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
 
 
 @dataclass(frozen=True)
@@ -157,37 +139,6 @@ def signature_from_meta_graph(meta_graph, key: str = DEFAULT_SIGNATURE, *, where
     return Signature(key, inputs, outputs)
 
 
-def model_dims(spec: TensorSpec, max_batch_size: int) -> tuple[int, ...]:
-    """The dims one item has inside the model: the full shape without batching, the shape
-    without its first dimension with batching (that dimension must then be unknown)."""
-    if max_batch_size <= 0:
-        return spec.shape
-    if not spec.shape or spec.shape[0] != -1:
-        raise ModelError(f"--max-batch-size needs a batch dimension: tensor {spec.name!r} has "
-                         f"shape {list(spec.shape)}, whose first dimension is not None",
-                         hint="drop --max-batch-size, or save the model with a leading None dimension")
-    return spec.shape[1:]
-
-
-def config_dims(spec: TensorSpec, max_batch_size: int) -> tuple[int, ...]:
-    """Triton dims. Triton needs at least one dimension: a scalar item is served as [1] and
-    reshaped to [] for the model (the `reshape` entry _io_block writes)."""
-    return model_dims(spec, max_batch_size) or (1,)
-
-
-def _io_block(kind: str, specs: Iterable[TensorSpec], max_batch_size: int) -> list[str]:
-    lines = [f"{kind} ["]
-    entries = []
-    for spec in specs:
-        dims = ", ".join(str(d) for d in config_dims(spec, max_batch_size))
-        reshape = "" if model_dims(spec, max_batch_size) else "\n    reshape: { shape: [ ] }"
-        entries.append(f'  {{\n    name: "{spec.name}"\n    data_type: {spec.data_type}\n'
-                       f"    dims: [ {dims} ]{reshape}\n  }}")
-    lines.append(",\n".join(entries))
-    lines.append("]")
-    return lines
-
-
 def python_config(name: str, signature: Signature, max_batch_size: int) -> str:
     """config.pbtxt for the Python-backend runner."""
     lines = [f'name: "{name}"', 'backend: "python"', f"max_batch_size: {max_batch_size}"]
@@ -217,41 +168,6 @@ def tensorflow_config(name: str, signature: Signature, max_batch_size: int,
     lines += ["parameters {", '  key: "TF_SIGNATURE_DEF"',
               f'  value {{ string_value: "{signature.key}" }}', "}"]
     return "\n".join(lines) + "\n"
-
-
-def model_manifest(manifest: Mapping[str, Any], libraries: Iterable[dict], source: str) -> dict:
-    """The bundle manifest cut down to the libraries one model needs (same schema, so
-    trtis_build.load_bundle and the runner read it alike)."""
-    keep = ("schema", "trtis_build_version", "toolchain", "cuda")
-    subset = {key: manifest[key] for key in keep if key in manifest}
-    subset["libraries"] = [dict(library) for library in libraries]
-    subset["kernel_libraries"] = []
-    subset["source_bundle"] = source
-    return subset
-
-
-def reference_inputs(signature: Signature, max_batch_size: int, *, length: int = 8, seed: int = 0):
-    """Deterministic inputs for the signature: unknown dimensions become `length` (the batch
-    dimension becomes 2); floats are normal, integers small, strings fixed."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for spec in signature.inputs:
-        dims = [length if d == -1 else d for d in spec.shape]
-        if max_batch_size > 0:
-            dims[0] = min(2, max_batch_size)
-        dtype = np.dtype(spec.numpy_dtype)
-        if dtype.kind == "f":
-            value = rng.standard_normal(dims).astype(dtype)
-        elif dtype.kind in "iu":
-            value = rng.integers(0 if dtype.kind == "u" else -10, 10, size=dims).astype(dtype)
-        elif dtype.kind == "b":
-            value = rng.random(dims) < 0.5
-        else:
-            value = np.full(dims, b"trtis")  # fixed-width bytes: no pickle in the .npz
-        arrays[spec.name] = value
-    return arrays
 
 
 # ---------------------------------------------------------------- edges
@@ -286,20 +202,6 @@ def _is_tf_builtin(op: str) -> bool:
     return op_def_registry.get(op) is not None
 
 
-def _copy_libraries(bundle_dir: Path, libraries: Iterable[dict], ops_dir: Path) -> None:
-    for library in libraries:
-        source = bundle_dir / library["path"]
-        if not source.is_file():
-            raise ModelError(f"bundle library {library['path']} is missing", where=source,
-                             hint="rebuild the bundle with `trtis-build ops build`")
-        if library.get("sha256") and sha256_file(source) != library["sha256"]:
-            raise ModelError(f"{source} does not match the sha256 in its manifest", where=source,
-                             hint="the bundle was changed after it was built; rebuild it")
-        target = ops_dir / library["path"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-
-
 def _compute_reference(version_dir: Path, model_dir: Path, signature: Signature,
                        max_batch_size: int, python: str) -> None:
     """Run the runner itself in a fresh interpreter: it loads the copied libraries through its
@@ -328,54 +230,31 @@ def add_model(name: str, savedmodel: Path, *, models_dir: Path, bundle_dir: Path
     """Turn `savedmodel` into <models_dir>/<name>; atomic: a failure leaves no half model."""
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
-    if not MODEL_NAME.fullmatch(name or ""):
-        # It is written into config.pbtxt and a directory name: a quote or a newline there would
-        # make the configuration invalid, or inject fields into it.
-        raise ModelError(f"invalid model name {name!r}",
-                         hint="use ASCII letters, digits, '_', '-' and '.', starting with a letter or digit "
-                              "(at most 128 characters)")
+    target = model_target(name, models_dir, force)
+    models_dir = target.parent
     savedmodel = Path(savedmodel).resolve()
-    models_dir = Path(models_dir).resolve()
-    target = models_dir / name
-    if target.exists() and not force:
-        raise ModelError(f"model {name!r} already exists", where=target, hint="pass --force to replace it")
-    if bundle_dir is None:
-        from ...core.options import find_project_root
-
-        bundle_dir = find_project_root(Path.cwd()) / "build" / "bundle"
-    bundle_dir = Path(bundle_dir).resolve()
+    bundle_dir, manifest, where = bundle_manifest(bundle_dir)
 
     meta_graph = read_savedmodel(savedmodel)
     signature = signature_from_meta_graph(meta_graph, signature_key, where=str(savedmodel))
     for spec in (*signature.inputs, *signature.outputs):
         config_dims(spec, max_batch_size)  # fails early with a clear message
-    used = ops_used(meta_graph)
-    if (bundle_dir / "manifest.json").is_file():
-        manifest, where = read_manifest(bundle_dir), f"the bundle {bundle_dir}"
-    else:  # fine for a model of built-ins; otherwise classify_ops names the missing ops
-        manifest, where = {"libraries": []}, f"any bundle (none at {bundle_dir})"
-    ops = classify_ops(used, manifest, _is_tf_builtin, bundle=where)
+    ops = classify_ops(ops_used(meta_graph), manifest, _is_tf_builtin, bundle=where)
 
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = scratch_path(models_dir, f".{name}", "adding")
-    staging.mkdir()
-    try:
+    with staged_model(target) as staging:
         version_dir = staging / VERSION
         version_dir.mkdir()
         shutil.copytree(savedmodel, version_dir / SAVEDMODEL_DIR)
         (version_dir / "model.py").write_text(RUNNER.read_text())
         if ops.libraries:
-            _copy_libraries(bundle_dir, ops.libraries, version_dir / OPS_DIR)
+            copy_libraries(bundle_dir, ops.libraries, version_dir / OPS_DIR)
             (version_dir / OPS_DIR / "manifest.json").write_text(
                 json.dumps(model_manifest(manifest, ops.libraries, str(bundle_dir)), indent=2) + "\n")
         server_root = server_models_dir or str(models_dir)
         op_paths = [f"{server_root}/{name}/{VERSION}/{OPS_DIR}/{lib['path']}" for lib in ops.libraries]
         configs = {"python": python_config(name, signature, max_batch_size),
                    "tensorflow": tensorflow_config(name, signature, max_batch_size, op_paths)}
-        (staging / "configs").mkdir()
-        for key, text in configs.items():
-            (staging / "configs" / f"{key}.pbtxt").write_text(text)
-        (staging / "config.pbtxt").write_text(configs[backend])
+        write_configs(staging, configs, backend)
         metadata = {
             "schema": 1, "trtis_build_version": __version__, "name": name, "backend": backend,
             "source": str(savedmodel), "max_batch_size": max_batch_size,
@@ -387,17 +266,5 @@ def add_model(name: str, savedmodel: Path, *, models_dir: Path, bundle_dir: Path
         if reference:
             _compute_reference(version_dir, staging, signature, max_batch_size,
                                python or sys.executable)
-        swap_directory(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return AddedModel(name, target, backend, signature, ops)
 
-
-def read_metadata(model_dir: Path) -> dict | None:
-    path = model_dir / METADATA
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return None
