@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 TRTIS=.venv/bin/trtis-build
 step() { printf '\n== %s\n' "$*"; }
 
-step "build the bundle (ops/tensorflow/addsub, ops/tensorrt/addsub)"
+step "build the bundle (ops/tensorflow/addsub, ops/tensorrt/addsub, ops/torch/addsub)"
 "$TRTIS" ops build
 step "run TRTISExampleAddSub through TensorFlow"
 .venv/bin/python examples/addsub_demo.py
