@@ -88,6 +88,25 @@ def camel_case(name: str) -> str:
 JSON_MARK = "@@TRTIS-JSON@@"
 
 
+# Loading a library runs its static initializers: one that blocks must not hang the build
+# (which holds the tree's lock). Importing a framework takes seconds; this is generous.
+PROBE_TIMEOUT_S = float(os.environ.get("TRTIS_BUILD_PROBE_TIMEOUT", "300"))
+
+
+def run_library_probe(title: str, python: str, script: Path, paths: list[Path], early: Any,
+                      extra_env: Mapping[str, str]) -> dict:
+    """A framework's probe script over the built libraries (`script registered LIB...`), or
+    the early probe started beside the compiler (its `serve` mode reads them on stdin)."""
+    failure = f"loading the built libraries into {title} crashed"
+    if early is None:
+        out = process.capture([python, str(script), "registered", *map(str, paths)], stage="bundle",
+                              extra_env=extra_env, failure_message=failure, timeout=PROBE_TIMEOUT_S)
+    else:
+        out = early.finish("".join(f"{path}\n" for path in paths), failure_message=failure,
+                           timeout=PROBE_TIMEOUT_S)
+    return probe_result(out, title, "registered")
+
+
 def probe_result(output: str, title: str, what: str) -> Any:
     if JSON_MARK not in output:
         raise ToolchainError(f"the {title} probe printed no result ({what})", hint="run `trtis-build doctor`")

@@ -173,8 +173,12 @@ def reference_inputs(signature: Signature, max_batch_size: int, *, length: int =
     return arrays
 
 
-def copy_libraries(bundle_dir: Path, libraries: Iterable[dict], ops_dir: Path) -> None:
-    """Copy each library out of the bundle after checking it is the one its manifest built."""
+def write_model_ops(bundle_dir: Path, manifest: Mapping[str, Any], libraries: Iterable[dict], ops_dir: Path) -> None:
+    """A model's ops/: each library copied out of the bundle after checking it is the one its
+    manifest built, and the manifest subset that names them (nothing for a built-ins model)."""
+    libraries = list(libraries)
+    if not libraries:
+        return
     for library in libraries:
         source = bundle_dir / library["path"]
         if not source.is_file():
@@ -186,6 +190,8 @@ def copy_libraries(bundle_dir: Path, libraries: Iterable[dict], ops_dir: Path) -
         target = ops_dir / library["path"]
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
+    (ops_dir / "manifest.json").write_text(json.dumps(model_manifest(manifest, libraries, str(bundle_dir)),
+                                                      indent=2) + "\n")
 
 
 def write_configs(staging: Path, configs: Mapping[str, str], backend: str) -> None:

@@ -13,16 +13,14 @@ from pathlib import Path
 
 from ...core import process
 from ...core.errors import ScaffoldError
-from ..base import Framework, field_error, find_package_dir, probe_result, read_string_list
+from ..base import (PROBE_TIMEOUT_S, Framework, field_error, find_package_dir, probe_result, read_string_list,
+                    run_library_probe)
 
 PROBE = Path(__file__).with_name("probe.py")
 # TensorFlow's rule for op names: an upper-case start, then word characters, optionally under
 # '>'-separated namespaces ("Team>ZeroOut", as in TensorFlow's own examples).
 OP_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*>)*[A-Z][A-Za-z0-9_]*$")
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}
-# Loading a library runs its static initializers: one that blocks must not hang the build
-# (which holds the tree's lock). Importing TensorFlow takes seconds; this is generous.
-PROBE_TIMEOUT_S = float(os.environ.get("TRTIS_BUILD_PROBE_TIMEOUT", "300"))
 
 
 @dataclass(frozen=True)
@@ -151,15 +149,9 @@ class TensorFlow(Framework):
         return process.Pending([info.python, str(PROBE), "serve"], stage="bundle", extra_env=QUIET)
 
     def probe(self, info, paths, options, early=None):
-        failure = "loading the built libraries into TensorFlow crashed"
-        if early is None:
-            out = process.capture([info.python, str(PROBE), "registered", *map(str, paths)], stage="bundle",
-                                  extra_env=QUIET, failure_message=failure, timeout=PROBE_TIMEOUT_S)
-        else:
-            out = early.finish("".join(f"{path}\n" for path in paths), failure_message=failure,
-                               timeout=PROBE_TIMEOUT_S)
         results = {}
-        for path, found in probe_result(out, self.title, "registered").items():
+        found_by_path = run_library_probe(self.title, info.python, PROBE, paths, early, QUIET)
+        for path, found in found_by_path.items():
             if "error" in found:
                 results[path] = {"error": found["error"]}
                 continue

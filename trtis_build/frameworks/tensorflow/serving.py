@@ -31,7 +31,7 @@ from ...core import process
 from ...core.errors import ModelError
 # The parts every framework's model form shares (re-exported: callers import them from here too).
 from ...serving.models import (METADATA, MODEL_NAME, OPS_DIR, REFERENCE, VERSION, Signature,  # noqa: F401
-                               TensorSpec, bundle_manifest, config_dims, copy_libraries,
+                               TensorSpec, bundle_manifest, config_dims, write_model_ops,
                                io_block as _io_block, model_dims, model_manifest, model_target,
                                read_metadata, reference_inputs, staged_model, write_configs)
 
@@ -246,10 +246,7 @@ def add_model(name: str, savedmodel: Path, *, models_dir: Path, bundle_dir: Path
         version_dir.mkdir()
         shutil.copytree(savedmodel, version_dir / SAVEDMODEL_DIR)
         (version_dir / "model.py").write_text(RUNNER.read_text())
-        if ops.libraries:
-            copy_libraries(bundle_dir, ops.libraries, version_dir / OPS_DIR)
-            (version_dir / OPS_DIR / "manifest.json").write_text(
-                json.dumps(model_manifest(manifest, ops.libraries, str(bundle_dir)), indent=2) + "\n")
+        write_model_ops(bundle_dir, manifest, ops.libraries, version_dir / OPS_DIR)
         server_root = server_models_dir or str(models_dir)
         op_paths = [f"{server_root}/{name}/{VERSION}/{OPS_DIR}/{lib['path']}" for lib in ops.libraries]
         configs = {"python": python_config(name, signature, max_batch_size),

@@ -7,17 +7,16 @@ Loading a bundle's libraries into a process: loader.py. Serving forms: serving.p
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ...core import process
 from ...core.errors import NameConflictError, OpSpecError, ScaffoldError
-from ..base import Framework, field_error, find_package_dir, probe_result, read_string, read_string_list
+from ..base import (PROBE_TIMEOUT_S, Framework, field_error, find_package_dir, probe_result, read_string,
+                    read_string_list, run_library_probe)
 
 PROBE = Path(__file__).with_name("probe.py")
-PROBE_TIMEOUT_S = float(os.environ.get("TRTIS_BUILD_PROBE_TIMEOUT", "300"))
 QUIET = {"TORCH_CPP_LOG_LEVEL": "ERROR"}
 # The oldest torch a stable-ABI library is built for (TORCH_TARGET_VERSION): the stable
 # headers compile only what that release already had, so the library loads in it and later.
@@ -271,15 +270,9 @@ class Torch(Framework):
         return process.Pending([info.python, str(PROBE), "serve"], stage="bundle", extra_env=QUIET)
 
     def probe(self, info, paths, options, early=None):
-        failure = "loading the built libraries into torch crashed"
-        if early is None:
-            out = process.capture([info.python, str(PROBE), "registered", *map(str, paths)], stage="bundle",
-                                  extra_env=QUIET, failure_message=failure, timeout=PROBE_TIMEOUT_S)
-        else:
-            out = early.finish("".join(f"{path}\n" for path in paths), failure_message=failure,
-                               timeout=PROBE_TIMEOUT_S)
         results = {}
-        for path, found in probe_result(out, self.title, "registered").items():
+        found_by_path = run_library_probe(self.title, info.python, PROBE, paths, early, QUIET)
+        for path, found in found_by_path.items():
             if "error" in found:
                 results[path] = {"error": found["error"]}
                 continue

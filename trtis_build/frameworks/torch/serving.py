@@ -35,7 +35,7 @@ from ... import __version__
 from ...core import process
 from ...core.errors import ModelError
 from ...serving.models import (METADATA, OPS_DIR, REFERENCE, VERSION, Signature, TensorSpec, bundle_manifest,
-                               check_tensor_name, config_dims, copy_libraries, io_block, model_manifest,
+                               check_tensor_name, config_dims, write_model_ops, io_block,
                                model_target, reference_inputs, signature_dict, staged_model, string_parameter,
                                write_configs)
 from ..base import JSON_MARK
@@ -457,10 +457,7 @@ def add_model(name: str, program_path: Path, *, models_dir: Path, bundle_dir: Pa
         version_dir.mkdir()
         shutil.copy2(program_path, version_dir / PROGRAM)
         (version_dir / "model.py").write_text(RUNNER.read_text())
-        if ops.libraries:
-            copy_libraries(bundle_dir, ops.libraries, version_dir / OPS_DIR)
-            (version_dir / OPS_DIR / "manifest.json").write_text(
-                json.dumps(model_manifest(manifest, ops.libraries, str(bundle_dir)), indent=2) + "\n")
+        write_model_ops(bundle_dir, manifest, ops.libraries, version_dir / OPS_DIR)
         if reference:
             forms["pytorch"] = _run_program(version_dir, staging, info, max_batch_size, python, torchscript=True)
             if forms["pytorch"] != "ok":
