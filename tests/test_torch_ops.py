@@ -312,3 +312,25 @@ def test_torch_library_code_builds_with_abi_exact_and_is_tied_to_its_torch(tmp_p
 
     assert compatibility_problem(entry, manifest["toolchain"]["torch"]["version"], torch.__version__) is None
     assert compatibility_problem(entry, manifest["toolchain"]["torch"]["version"], "2.13.0+cpu")
+
+
+PYTHON_CALLING_ADAPTER = """#include <torch/csrc/stable/library.h>
+// Code that calls CPython (as pybind11 modules do): Triton's PyTorch backend has no Python.
+extern "C" void* PyLong_FromLong(long);
+void* as_python_int(long value) { return PyLong_FromLong(value); }
+STABLE_TORCH_LIBRARY(pycaller, m) { m.def("f(Tensor x) -> Tensor"); }
+"""
+
+
+@pytest.mark.compile
+@pytest.mark.torch
+@needs_torch
+def test_an_op_that_calls_python_fails_to_link_with_the_python_hint(tmp_path):
+    directory = tmp_path / "ops" / "torch" / "pycaller"
+    directory.mkdir(parents=True)
+    (directory / "pycaller_op.cc").write_text(PYTHON_CALLING_ADAPTER)
+    (directory / "op.toml").write_text('version = "1"\nops = ["pycaller::f(Tensor x) -> Tensor"]\n')
+    result = trtis("ops", "build", "--no-cuda", cwd=tmp_path, check=False)
+    assert result.returncode == 5, result.stderr
+    assert "PyLong_FromLong" in result.stderr and "python = true" in result.stderr
+    assert not (tmp_path / "build" / "bundle").exists()
