@@ -62,6 +62,8 @@ class BuildPlan:
                  "# by every `trtis-build ops build`.", ""]
         for name, value in sorted(self.variables.items()):
             lines.append(f"set({name} {_cmake_list(value)})")
+        # A build other than the driver's (the IDE entry) keeps its libraries in its own tree.
+        lines += ["if(TRTIS_OUTPUT_DIR_OVERRIDE)", "  set(TRTIS_OUTPUT_DIR \"${TRTIS_OUTPUT_DIR_OVERRIDE}\")", "endif()"]
         lines.append("")
         planned = sorted({target.framework for target in self.targets})
         for name in planned:  # each framework's CMake functions (builder/cmake has the shared ones)
@@ -123,6 +125,8 @@ def make_plan(ops: list[OpSpec], toolchain: Toolchain, *, output_dir: Path, buil
         ptx = archs[-1]
     variables: dict[str, str | list[str]] = {
         "TRTIS_OUTPUT_DIR": str(output_dir),
+        # What the driver configures with; the IDE entry (top-level CMakeLists.txt) reads it.
+        "TRTIS_CXX_COMPILER": toolchain.cxx.path,
         "TRTIS_CUDA_ENABLED": "ON" if cuda_enabled else "OFF",
     }
     nvcc_flags: tuple[str, ...] = ()
