@@ -146,3 +146,21 @@ def test_registered_names_must_equal_declared(tmp_path):
     with pytest.raises(NameConflictError) as info:
         compare_registered(op, ["Declared", "Extra"], "lib.so")
     assert "registered but not declared: Extra" in info.value.message
+
+
+def test_error_summary_keeps_link_errors_and_drops_warnings():
+    """A link error has no file:line: it must still reach the summary, and another op's
+    warnings must not stand in for it."""
+    from trtis_build.builder.driver import diagnostics
+
+    log = "\n".join([
+        "other_op.cc:12:5: warning: unused variable 'x' [-Wunused-variable]",
+        "/usr/bin/ld: CMakeFiles/a.dir/a.cc.o: in function `f()':",
+        "a.cc:(.text+0x13a2): undefined reference to `nvinfer1::plugin::reportAssertion(char const*)'",
+        "collect2: error: ld returned 1 exit status",
+        "b.cc:3:1: error: expected ';' before '}' token",
+    ])
+    found = diagnostics(log)
+    assert any("undefined reference to `nvinfer1::plugin::reportAssertion" in line for line in found)
+    assert "b.cc:3:1: error: expected ';' before '}' token" in found
+    assert not any("warning" in line for line in found)

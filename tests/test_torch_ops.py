@@ -334,3 +334,20 @@ def test_an_op_that_calls_python_fails_to_link_with_the_python_hint(tmp_path):
     assert result.returncode == 5, result.stderr
     assert "PyLong_FromLong" in result.stderr and "python = true" in result.stderr
     assert not (tmp_path / "build" / "bundle").exists()
+
+
+@pytest.mark.compile
+@pytest.mark.torch
+@needs_torch
+def test_ops_test_names_untested_ops_and_fails_an_op_whose_tests_all_skipped(tmp_path):
+    trtis("ops", "add", "plain", "--framework", "torch", "--no-cuda", cwd=tmp_path)
+    trtis("ops", "add", "onlyskip", "--framework", "torch", "--no-cuda", cwd=tmp_path)
+    (tmp_path / "ops" / "torch" / "plain" / "test_plain.py").unlink()
+    (tmp_path / "ops" / "torch" / "onlyskip" / "test_onlyskip.py").write_text(
+        "import pytest\n\ndef test_x():\n    pytest.skip('nothing here')\n")
+    result = trtis("ops", "test", "--json", "--no-cuda", cwd=tmp_path, check=False)
+    report = json.loads(result.stdout)
+    assert result.returncode == 8
+    assert report["untested"] == ["torch/plain"] and "NO TEST  torch/plain" in result.stderr
+    entry = report["ops"]["torch/onlyskip"]
+    assert not entry["passed"] and entry["summary"].startswith("no test ran (1 skipped")

@@ -34,6 +34,9 @@ OWNED_MARK = ".trtis-build-owned"  # in every directory the driver may delete
 LOCK_TIMEOUT_S = 3600.0
 # gcc/clang "file:line:col: error: ..." and nvcc/cudafe "file(line): error: ...".
 DIAGNOSTIC = re.compile(r"^(?P<loc>[^\s:()][^:()]*(?::\d+(?::\d+)?|\(\d+\))): (?:fatal )?error\b.*$")
+# The linker's errors carry no line number: "undefined reference to", "ld: ... cannot find".
+LINK_DIAGNOSTIC = re.compile(r"(undefined reference to|multiple definition of|\bld(\.\w+)?: .*(cannot find|error)|"
+                             r"collect2: error)")
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,8 @@ def _configure(options: Options, tc: toolchain_stage.Toolchain, plan_path: Path,
 
 
 def diagnostics(output: str, limit: int = 20) -> list[str]:
-    found = [line.strip() for line in output.splitlines() if DIAGNOSTIC.match(line.strip())]
+    found = [line.strip() for line in output.splitlines()
+             if DIAGNOSTIC.match(line.strip()) or LINK_DIAGNOSTIC.search(line)]
     return list(dict.fromkeys(found))[:limit]
 
 

@@ -132,7 +132,10 @@ def _report_build(result, options, as_json: bool) -> None:
     info(f"bundle: {result.bundle.path} ({'updated' if result.bundle.changed else 'up to date'}, "
          f"{total:.2f} s)")
     for lib in manifest["libraries"]:
-        names = ", ".join(lib["ops"]) or ", ".join(p["name"] for p in lib["plugins"])
+        # Plugins with their namespace and version: one name under two namespaces is no duplicate.
+        names = ", ".join(lib["ops"]) or ", ".join(
+            f"{p['namespace']}::{p['name']} v{p['version']}" if p.get("namespace") else f"{p['name']} v{p['version']}"
+            for p in lib["plugins"])
         info(f"  {lib['path']:<32} {names}")
     for lib in manifest["kernel_libraries"]:
         info(f"  {lib['path']:<32} (kernel harness)")

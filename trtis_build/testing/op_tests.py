@@ -6,6 +6,7 @@ C++ plugin check); with --gpu, the CUDA kernels run through the harness."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 from .. import frameworks
@@ -34,15 +35,21 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
             extra_env={"TRTIS_BUNDLE": str(bundle.path.resolve()), "TF_CPP_MIN_LOG_LEVEL": "3",
                        GPU_REQUESTED: "1" if gpu else "0"})
         summary = completed.output.strip().splitlines()[-1] if completed.output.strip() else ""
-        report["ops"][op.key] = {"passed": completed.returncode == 0, "summary": summary, "log": str(log)}
-        if completed.returncode != 0:
+        passed = completed.returncode == 0
+        if passed and not re.search(r"\b\d+ passed\b", summary):
+            # Every test skipped (a missing module, no GPU...): nothing was checked.
+            passed, summary = False, f"no test ran ({summary or 'no output'})"
+        report["ops"][op.key] = {"passed": passed, "summary": summary, "log": str(log)}
+        if not passed:
             failed.append(op.key)
     by_key = {op.key: op for op in result.plan.ops}
+    untested: list[str] = []
     for target in result.plan.targets:
         if target.key not in report["ops"]:
             entry = frameworks.get(target.framework).test_without_python(
                 options, result.toolchain, bundle.path, target, by_key[target.key])
             if entry is None:
+                untested.append(target.key)
                 continue
             report["ops"][target.key] = entry
             if not entry["passed"]:
@@ -56,12 +63,16 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
             print(harness.format_results(gpu_results), file=sys.stderr)
         if any(r.status == "failed" for r in gpu_results):
             failed.append("gpu kernel checks")
+    report["untested"] = untested
     if as_json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         for key, entry in report["ops"].items():
             print(f"{'PASS' if entry['passed'] else 'FAIL'}  {key}  {entry['summary']}", file=sys.stderr)
+    for key in untested:
+        print(f"NO TEST  {key}  (add a test_*.py to its directory: `ops add` writes one to start from)",
+              file=sys.stderr)
     if not report["ops"]:
         print("no op has a test file (test_*.py in its directory)", file=sys.stderr)
     if failed:
