@@ -164,3 +164,11 @@ def test_error_summary_keeps_link_errors_and_drops_warnings():
     assert any("undefined reference to `nvinfer1::plugin::reportAssertion" in line for line in found)
     assert "b.cc:3:1: error: expected ';' before '}' token" in found
     assert not any("warning" in line for line in found)
+
+
+def test_a_name_registered_twice_in_one_library_gets_its_own_fix():
+    from trtis_build.frameworks.tensorflow import TensorFlow
+
+    hint = TensorFlow().load_error_hint("Op with name Twice")
+    assert "Twice is registered twice" in hint and "REGISTER_OP" in hint
+    assert "undefined symbol" in TensorFlow().load_error_hint("undefined symbol: _ZN3foo")

@@ -116,7 +116,7 @@ def verify(plan: BuildPlan, tc: Toolchain, options: Any, built_dir: Path, cache:
             found = probed[str(built_dir / target.library)]
             if "error" in found:
                 raise BundleError(f"{seam.title} cannot load {target.library}: {found['error']}",
-                                  where=by_key[target.key].directory, hint=seam.load_error_hint())
+                                  where=by_key[target.key].directory, hint=seam.load_error_hint(found["error"]))
             results[target.key] = {**found["entry"], "registered": found["registered"]}
             cache.put(REGISTRY_KEY.format(host[target.key]), dict(results[target.key]))
     for target in plan.targets:

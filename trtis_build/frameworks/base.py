@@ -255,7 +255,8 @@ class Framework:
         """Manifest fields of this framework's library entries beyond the common ones."""
         return {}
 
-    def load_error_hint(self) -> str:
+    def load_error_hint(self, error: str) -> str:
+        """How to fix a library its framework refused to load (`error`: what the framework said)."""
         return "fix the undefined symbol or ABI mismatch; the previous bundle was kept"
 
     def verify_extras(self, targets: list, built_dir: Path, results: dict, context: Any) -> dict[str, dict]:

@@ -163,6 +163,14 @@ class TensorFlow(Framework):
     def allowed_needed(self, info):
         return {info.framework_lib} if info else set()
 
+    def load_error_hint(self, error):
+        # TensorFlow's whole message for a second REGISTER_OP of a name is "Op with name X".
+        if error.startswith("Op with name "):
+            return (f"{error.removeprefix('Op with name ')} is registered twice in this library (TensorFlow refuses "
+                    "a second REGISTER_OP of one name): keep one REGISTER_OP per op, and check that no source is "
+                    "compiled into the library twice; the previous bundle was kept")
+        return super().load_error_hint(error)
+
     def load_bundle(self, path):
         from .loader import load_bundle
 

@@ -167,7 +167,7 @@ class TensorRT(Framework):
                                   "entry": {"ops": [], "devices": {}, "outputs": {}, "plugins": plugins}}
         return results
 
-    def load_error_hint(self):
+    def load_error_hint(self, error):
         return ("a plugin library must export getCreators and register nothing statically; "
                 "the previous bundle was kept")
 

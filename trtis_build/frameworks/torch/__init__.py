@@ -285,7 +285,7 @@ class Torch(Framework):
     def allowed_needed(self, info):
         return set(TORCH_LIBS | {PYTHON_LIB}) if info else set()
 
-    def load_error_hint(self):
+    def load_error_hint(self, error):
         return ("link only torch's C++ libraries, and register each namespace once (STABLE_TORCH_LIBRARY); "
                 "the previous bundle was kept")
 

@@ -53,7 +53,7 @@ def registered(paths):
         try:
             torch.ops.load_library(path)
         except Exception as exc:  # the library failed to load: report, don't crash
-            result[path] = {"error": str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)}
+            result[path] = {"error": (str(exc).strip() or repr(exc))[:2000]}
             continue
         now = _operators(torch)
         new = sorted(now - before)
