@@ -265,7 +265,7 @@ def test_an_older_base_torch_is_refused(torch_image, tmp_path):
                    check=False)
     assert result.returncode == 10, result.stderr
     assert "torch/libaddsub.so: it targets torch 2.10 or later" in result.stderr
-    assert "but the base has torch 2.9.1: use a base with torch 2.10 or newer (label " \
+    assert "and this is torch 2.9.1: use a base with torch 2.10 or newer (label " \
            "org.trtis-build.base.torch.version)" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
     refused = trtis("server", "--no-build", "--base", f"oci:{base.root}:1", "--base-torch", "2.13.0", "--out",
