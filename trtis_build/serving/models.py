@@ -13,7 +13,7 @@ import contextlib
 import json
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -42,6 +42,27 @@ class Signature:
     key: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+
+
+@dataclass(frozen=True)
+class OpUse:
+    """The ops a model's graph uses, split by where they come from."""
+
+    builtin: tuple[str, ...]
+    custom: Mapping[str, str]       # op -> library path inside the bundle
+    libraries: tuple[dict, ...]     # the bundle manifest's entries for those libraries
+
+
+@dataclass(frozen=True)
+class AddedModel:
+    """What `model add` made, for the command's report."""
+
+    name: str
+    path: Path
+    backend: str
+    signature: Signature
+    ops: OpUse
+    forms: Mapping[str, str] = field(default_factory=dict)  # form -> "ok" or why it was not made
 
 
 def check_model_name(name: str) -> None:

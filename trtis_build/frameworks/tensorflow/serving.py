@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -30,7 +30,7 @@ from ... import __version__
 from ...core import process
 from ...core.errors import ModelError
 # The parts every framework's model form shares (re-exported: callers import them from here too).
-from ...serving.models import (METADATA, MODEL_NAME, OPS_DIR, REFERENCE, VERSION, Signature,  # noqa: F401
+from ...serving.models import (AddedModel, OpUse, METADATA, MODEL_NAME, OPS_DIR, REFERENCE, VERSION, Signature,  # noqa: F401
                                TensorSpec, bundle_manifest, config_dims, write_model_ops,
                                io_block as _io_block, model_dims, model_manifest, model_target,
                                read_metadata, reference_inputs, staged_model, write_configs)
@@ -49,24 +49,6 @@ TF_DTYPES: dict[int, tuple[str, str]] = {
     17: ("TYPE_UINT16", "uint16"), 19: ("TYPE_FP16", "float16"), 22: ("TYPE_UINT32", "uint32"),
     23: ("TYPE_UINT64", "uint64"),
 }
-
-
-@dataclass(frozen=True)
-class OpUse:
-    """The op types a graph uses, split by where they come from."""
-
-    builtin: tuple[str, ...]
-    custom: Mapping[str, str]       # op type -> library path inside the bundle
-    libraries: tuple[dict, ...]     # the bundle manifest's entries for those libraries
-
-
-@dataclass(frozen=True)
-class AddedModel:
-    name: str
-    path: Path
-    backend: str
-    signature: Signature
-    ops: OpUse
 
 
 # ---------------------------------------------------------------- pure part

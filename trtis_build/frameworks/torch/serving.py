@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ... import __version__
 from ...core import process
 from ...core.errors import ModelError
-from ...serving.models import (METADATA, OPS_DIR, REFERENCE, VERSION, Signature, TensorSpec, bundle_manifest,
+from ...serving.models import (AddedModel, OpUse, METADATA, OPS_DIR, REFERENCE, VERSION, Signature, TensorSpec, bundle_manifest,
                                check_tensor_name, config_dims, write_model_ops, io_block,
                                model_target, reference_inputs, signature_dict, staged_model, string_parameter,
                                write_configs)
@@ -68,23 +68,6 @@ class ProgramInfo:
     symbols: Mapping[str, tuple[str | None, ...]]  # per input: the symbol of each dynamic dim
     ranges: Mapping[str, tuple[int, int | None]]   # symbol -> (min, max)
     device: str
-
-
-@dataclass(frozen=True)
-class OpUse:
-    builtin: tuple[str, ...]
-    custom: Mapping[str, str]       # operator -> library path inside the bundle
-    libraries: tuple[dict, ...]
-
-
-@dataclass(frozen=True)
-class AddedModel:
-    name: str
-    path: Path
-    backend: str
-    signature: Signature
-    ops: OpUse
-    forms: Mapping[str, str]        # form -> "ok" or why it was not made
 
 
 # ---------------------------------------------------------------- pure part
