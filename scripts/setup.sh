@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # Debian packages: compilers and build tools; image tools for `trtis-build server` (podman and
 # docker.io only for the tests that load its archives into real engines).
 # python3 and python3-venv: a minimal Debian root has neither (Debian's python3 lacks ensurepip).
-DEBIAN_PACKAGES=(python3 python3-venv g++ cmake ninja-build binutils skopeo umoci oci-image-tool bubblewrap docker-registry mmdebstrap podman docker.io)
+# redis-server: the shared compiler cache's storage in the sccache tests (started by the tests).
+DEBIAN_PACKAGES=(python3 python3-venv g++ cmake ninja-build binutils skopeo umoci oci-image-tool bubblewrap docker-registry mmdebstrap podman docker.io redis-server)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -55,7 +56,7 @@ fi
 pip_install --upgrade pip
 # tf: tensorflow-cpu; trt: the TensorRT lean runtime; server: Triton + tritonclient; torch:
 # PyTorch (this repository builds and tests against torch 2.14.1).
-pip_install -e '.[tf,trt,server,torch,cuda-tools,dev]' 'torch==2.14.1'
+pip_install -e '.[tf,trt,server,torch,cuda-tools,cache,dev]' 'torch==2.14.1'
 # TensorRT C++ headers for building plugins here: no NVIDIA package ships them on PyPI;
 # kernel-lens (MIT) carries the TensorRT 10.14 headers. --no-deps: we need only the headers,
 # not its torch dependency.
@@ -85,4 +86,6 @@ for check in core:trtis_build tf:tensorflow trt:tensorrt_lean "trt headers:kerne
 done
 .venv/bin/python -c "from trtis_build.bundle.fatbin import find_cuobjdump; raise SystemExit(find_cuobjdump() is None)" \
   || { echo "setup: the cuda-tools extra is broken: no cuobjdump found" >&2; exit 1; }
+.venv/bin/sccache --version >/dev/null 2>&1 && .venv/bin/sccache-dist --version >/dev/null 2>&1 \
+  || { echo "setup: the cache extra is broken: .venv/bin/sccache or sccache-dist does not run" >&2; exit 1; }
 echo "setup: ready (.venv)"

@@ -18,17 +18,21 @@ from typing import TYPE_CHECKING, Callable
 from .. import frameworks as framework_seams
 from ..core import process
 from ..core.errors import BuildError, ConfigError
+from ..core.files import write_text_atomic
 from ..core.locks import FileLock
 from ..core.options import Options
 from ..ops import names
 from ..ops.discover import discover
+from . import compiler_cache
 from . import toolchain as toolchain_stage
+from .compile_launcher import SOURCE_LINK
 from .plan import BuildPlan, make_plan, write_plan
 
 if TYPE_CHECKING:  # the bundle stage sits above this one: it is handed in, never imported
     from ..bundle.publish import Bundle
 
 CMAKE_SOURCE_DIR = Path(__file__).parent / "cmake"
+COMPILE_LAUNCHER = Path(__file__).with_name("compile_launcher.py")
 OWNED_MARK = ".trtis-build-owned"  # in every directory the driver may delete
 # A second build of one tree waits for the first; past this it gives up with a message.
 LOCK_TIMEOUT_S = 3600.0
@@ -46,6 +50,7 @@ class BuildResult:
     toolchain: toolchain_stage.Toolchain
     steps: tuple[tuple[str, float], ...]   # (step, seconds) for the summary
     compiled: bool                         # False when Ninja had nothing to do
+    cache: compiler_cache.CacheReport | None = None   # with compiler-cache = "sccache"
 
 
 class Progress:
@@ -81,10 +86,12 @@ def _configure(options: Options, tc: toolchain_stage.Toolchain, plan_path: Path,
     cmake_dir = options.cmake_dir
     stamp_path = cmake_dir / ".trtis-stamp.json"
     stamp = {"cmake": tc.cmake.path, "ninja": tc.ninja.path, "cxx": tc.cxx.path,
-             "source": str(CMAKE_SOURCE_DIR), "plan": str(plan_path), "toolchain": tc.fingerprint}
+             "source": str(CMAKE_SOURCE_DIR), "plan": str(plan_path), "toolchain": tc.fingerprint,
+             "source_link": SOURCE_LINK}
     if stamp_path.is_file() and (cmake_dir / "build.ninja").is_file():
         try:
             if json.loads(stamp_path.read_text()) == stamp:
+                _link_source_root(options)  # a deleted link is made again
                 return  # Ninja re-runs CMake by itself when the plan file changes
         except ValueError:
             pass
@@ -99,15 +106,39 @@ def _configure(options: Options, tc: toolchain_stage.Toolchain, plan_path: Path,
         shutil.rmtree(cmake_dir)
     cmake_dir.mkdir(parents=True)
     (cmake_dir / OWNED_MARK).write_text("made by trtis-build: deleted and remade when the toolchain changes\n")
+    _link_source_root(options)
     with progress.step("configure"):
         process.run([tc.cmake.path, "-S", CMAKE_SOURCE_DIR, "-B", cmake_dir, "-G", "Ninja",
                      f"-DCMAKE_MAKE_PROGRAM={tc.ninja.path}", f"-DCMAKE_CXX_COMPILER={tc.cxx.path}",
                      "-DCMAKE_BUILD_TYPE=Release", f"-DTRTIS_PLAN={plan_path}",
+                     f"-DTRTIS_SOURCE_ROOT={cmake_dir / SOURCE_LINK}",
                      "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"],
                     stage="configure", log_path=options.build_dir / "configure.log",
                     failure_message="CMake could not configure the build",
                     hint=f"read {options.build_dir / 'configure.log'}")
     stamp_path.write_text(json.dumps(stamp))
+
+
+def _link_source_root(options: Options) -> None:
+    """<cmake dir>/src -> the project root (a relative link): sources reached through it sit
+    inside the binary dir, so CMake names their objects and the launcher their paths without
+    the checkout's absolute path."""
+    link = options.cmake_dir / SOURCE_LINK
+    target = os.path.relpath(options.root, options.cmake_dir)
+    if link.is_symlink() and os.readlink(link) == target:
+        return
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        raise ConfigError(f"{link} exists and is not the link trtis-build makes", where=link,
+                          hint="remove the build directory (default: build) and build again")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+
+
+def compile_launcher(options: Options, cache_command: list[str]) -> list[str]:
+    """What the plan puts in front of every compile (see compile_launcher.py)."""
+    return [sys.executable, "-S", str(COMPILE_LAUNCHER), str(options.root), *cache_command, "--"]
 
 
 def diagnostics(output: str, limit: int = 20) -> list[str]:
@@ -145,7 +176,7 @@ class _EarlyProbes:
 
 
 def _compile(options: Options, tc, plan: BuildPlan, progress: Progress, targets: list[str] | None,
-             on_line=None) -> bool:
+             on_line=None, extra_env: dict[str, str] | None = None) -> bool:
     log = options.build_dir / "build.log"
     log.write_text("")
     command = [tc.cmake.path, "--build", options.cmake_dir]
@@ -157,7 +188,7 @@ def _compile(options: Options, tc, plan: BuildPlan, progress: Progress, targets:
     with progress.step("compile"):
         try:
             result = process.run(command, stage="compile", log_path=log, live=live, on_line=on_line,
-                                 extra_env={"NINJA_STATUS": "[%f/%t %es] "},
+                                 extra_env={"NINJA_STATUS": "[%f/%t %es] ", **(extra_env or {})},
                                  failure_message="the build failed", error_factory=_build_error,
                                  hint="fix the errors above; the previous bundle was kept")
         except BuildError as error:
@@ -198,9 +229,12 @@ def build(options: Options, *, publish: Callable[..., "Bundle"], progress: Progr
                 raise ConfigError(f"nvcc {tc.cuda.version} cannot generate code for sm_{', sm_'.join(unsupported)}",
                                   where=f"--cuda-arch ({options.sources.get('cuda_arch', 'default')})",
                                   hint=f"supported: {', '.join(tc.cuda.sass_archs)}")
+        cache = compiler_cache.CacheServer(
+            compiler_cache.find() if options.compiler_cache == "sccache" and not dry_run else None,
+            log_path=options.build_dir / "sccache.log", base_dirs=[options.root, options.build_dir])
         plan = make_plan(ops, tc, output_dir=options.build_dir / "out", build_dir=options.build_dir,
                          no_cuda=options.no_cuda, cuda_archs=options.cuda_arch, frameworks=frameworks,
-                         options=options)
+                         options=options, launcher=compile_launcher(options, cache.command))
         plan_path = options.build_dir / "plan.cmake"
         write_plan(plan, plan_path)
         if dry_run:
@@ -214,9 +248,27 @@ def build(options: Options, *, publish: Callable[..., "Bundle"], progress: Progr
         _configure(options, tc, plan_path, progress)
         targets = [f"{t.cmake_prefix}_harness" for t in plan.targets if t.harness] if kernels_only else None
         with _EarlyProbes(tc, [] if kernels_only else planned) as early:
-            compiled = _compile(options, tc, plan, progress, targets, on_line=early.on_ninja_line)
+            with cache:
+                compiled = _compile(options, tc, plan, progress, targets, on_line=early.on_ninja_line,
+                                    extra_env=cache.env)
+                report = cache.report()
+            if report is not None:
+                _log_cache_report(options.build_dir / "build.log", report, progress)
             with progress.step("bundle"):
                 result = publish(plan, tc, options, built_dir=options.build_dir / "out",
                                  kernels_only=kernels_only, early_probes=early.pending)
         return BuildResult(plan=plan, bundle=result, toolchain=tc, steps=tuple(progress.steps),
-                           compiled=compiled)
+                           compiled=compiled, cache=report)
+
+
+def _log_cache_report(log: Path, report: compiler_cache.CacheReport, progress: Progress) -> None:
+    """Which compile steps came from the cache: each one in the build log, the count on stderr."""
+    with log.open("a") as out:
+        out.write(f"\ncompiler cache: {report.summary()}\n")
+        for step in report.steps:
+            out.write(f"  {step['result']:<14} {step['output']}\n")
+    write_text_atomic(log.parent / compiler_cache.REPORT_FILE, json.dumps(report.to_json(), indent=1))
+    progress.echo(f"  cache        {report.summary()}")
+    warning = compiler_cache.fell_back(report.backend, os.environ)
+    if warning:
+        progress.echo(f"warning: {warning}")

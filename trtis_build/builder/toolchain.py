@@ -75,13 +75,11 @@ class Toolchain:
         return tuple(str(major * 10 + minor) for major, minor in sorted(lowest.items()))
 
     def to_manifest(self) -> dict[str, Any]:
+        # Versions, no paths: the same toolchain installed elsewhere gives the same manifest.
         return {
-            "fingerprint": self.fingerprint,
-            "python": self.python,
-            "cxx": asdict(self.cxx),
-            "cmake": asdict(self.cmake) if self.cmake else None,
-            "cuda": ({"version": self.cuda.version, "nvcc": self.cuda.nvcc}
-                     if self.cuda else None),
+            "cxx": {"name": os.path.basename(self.cxx.path), "version": self.cxx.version},
+            "cmake": {"version": self.cmake.version} if self.cmake else None,
+            "cuda": {"version": self.cuda.version} if self.cuda else None,
             **{seam.name: (seam.manifest_toolchain(self.framework(seam.name))
                            if self.framework(seam.name) is not None else None)
                for seam in frameworks.all()},

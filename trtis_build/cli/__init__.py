@@ -14,7 +14,7 @@ from .. import __version__
 from ..core.errors import FileSystemError, TrtisBuildError
 
 # Each module of this package adds its subcommands with register(subparsers).
-COMMAND_MODULES = ("ops", "doctor", "serving", "image")
+COMMAND_MODULES = ("ops", "doctor", "serving", "image", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,6 +28,9 @@ def add_build_options(parser) -> None:
                         help="directory with a TensorRT Python runtime for the plugin checks; one of the "
                              "headers' major also checks that the autoload shims register")
     parser.add_argument("--python", metavar="EXE", help="Python interpreter that has TensorFlow")
+    parser.add_argument("--compiler-cache", metavar="none|sccache",
+                        help="launch g++ and nvcc through sccache (default: none); sccache's own "
+                             "environment (SCCACHE_REDIS_ENDPOINT, SCCACHE_BUCKET, SCCACHE_DIR, ...) picks the storage")
 
 
 def options_from(args, **extra: Any) -> Options:
@@ -40,7 +43,7 @@ def options_from(args, **extra: Any) -> Options:
         root = find_project_root(Path.cwd())
     cli = {name: getattr(args, name, None)
            for name in ("bundle_dir", "build_dir", "jobs", "cuda_arch", "no_cuda", "tensorrt_root",
-                        "tensorrt_python_path", "python")}
+                        "tensorrt_python_path", "python", "compiler_cache")}
     cli.update(extra)
     return resolve_options(root=root, env=os.environ, cli=cli)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import platform
 import sys
+import tempfile
+from pathlib import Path
 
 from .. import frameworks
 from ..builder.driver import load_toolchain
@@ -31,15 +33,37 @@ def cmd_doctor(args) -> int:
                   "default_archs": list(archs), "cudart_static": tc.cuda.cudart_static} if tc.cuda else None),
         **{key: value for seam in frameworks.all()
            for key, value in seam.doctor(tc.framework(seam.name), options).items()},
+        "compiler_cache": _compiler_cache(options, tc),
         "problems": list(tc.problems),
         "fingerprint": tc.fingerprint,
     }
+    if report["compiler_cache"].get("problem"):
+        report["problems"].append(f"compiler cache: {report['compiler_cache']['problem']}")
     if args.json:
         print_json(report)
     else:
         _print_report(report)
-    missing_required = tc.cmake is None or tc.ninja is None
+    cache = report["compiler_cache"]
+    missing_required = tc.cmake is None or tc.ninja is None or (
+        cache["setting"] == "sccache" and not cache.get("answers"))
     return 4 if missing_required else 0
+
+
+def _compiler_cache(options, tc) -> dict:
+    """The cache found and, when the build uses it, whether it answers (a real round trip)."""
+    from ..builder import compiler_cache
+    from ..core.errors import ToolchainError
+
+    wanted = options.compiler_cache == "sccache"
+    try:
+        sccache = compiler_cache.find()
+    except ToolchainError as error:
+        return {"setting": options.compiler_cache, "tool": None,
+                "problem": f"{error.message} ({error.hint})" if wanted else None}
+    if not wanted:
+        return {"setting": "none", "tool": f"sccache {sccache.version}", "path": sccache.path}
+    with tempfile.TemporaryDirectory(prefix="trtis-doctor-cache-") as work:
+        return {"setting": "sccache", **compiler_cache.check(sccache, tc.cxx.path, Path(work))}
 
 
 def _print_report(report: dict) -> None:
@@ -61,6 +85,14 @@ def _print_report(report: dict) -> None:
     for seam in frameworks.all():
         for label, text in seam.doctor_lines(report):
             line(label, text)
+    cache = report["compiler_cache"]
+    if cache["setting"] == "sccache" and cache.get("path"):
+        line("cache", f"{cache['tool']} ({cache['path']}), storage: {cache['backend'] or 'unknown'}, "
+                      f"answers: {'yes' if cache['answers'] else 'NO'}")
+    elif cache["setting"] == "sccache":
+        line("cache", "sccache MISSING")
+    else:
+        line("cache", "none" + (f" ({cache['tool']} found: --compiler-cache sccache uses it)" if cache["tool"] else ""))
     if report["problems"]:
         print("problems:")
         for problem in report["problems"]:

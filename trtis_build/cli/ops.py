@@ -126,7 +126,8 @@ def _report_build(result, options, as_json: bool) -> None:
     if as_json:
         print_json({"bundle": str(result.bundle.path), "version_dir": str(result.bundle.real_path),
                     "changed": result.bundle.changed, "compiled": result.compiled,
-                    "steps": dict(result.steps), "manifest": manifest})
+                    "steps": dict(result.steps),
+                    "compiler_cache": result.cache.to_json() if result.cache else None, "manifest": manifest})
         return
     cuda = manifest["cuda"]
     info(f"bundle: {result.bundle.path} ({'updated' if result.bundle.changed else 'up to date'}, "

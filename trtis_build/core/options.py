@@ -26,7 +26,10 @@ _KEYS: dict[str, str] = {
     "tensorrt-namespace": "tensorrt_namespace",
     "tensorrt-python-path": "tensorrt_python_path",
     "python": "python",
+    "compiler-cache": "compiler_cache",
 }
+# What `compiler-cache` accepts: none, or sccache (its storage comes from its own settings).
+COMPILER_CACHES = ("none", "sccache")
 
 PATH_FIELDS = ("build_dir", "bundle_dir", "tensorrt_root", "tensorrt_python_path")
 # TRTIS_BUILD_* variables that are not settings of a build (read where they are used).
@@ -48,6 +51,7 @@ class Options:
     # the autoload shims in a real registry too (they refuse another major by design).
     tensorrt_python_path: Path | None = None
     python: str | None = None  # interpreter that has TensorFlow; default: the driver's own
+    compiler_cache: str = "none"  # launch g++ and nvcc through sccache (builder/compiler_cache.py)
     sources: Mapping[str, str] = field(default_factory=dict)  # field -> where its value came from
 
     @property
@@ -118,6 +122,10 @@ def _convert(key: str, value: Any, where: str, root: Path) -> Any:
         return jobs
     if not isinstance(value, str):
         raise ConfigError(f"{key} must be a string", where=where)
+    if name == "compiler_cache" and value not in COMPILER_CACHES:
+        raise ConfigError(f"{key} must be one of {', '.join(COMPILER_CACHES)}, not {value!r}", where=where,
+                          hint="sccache's own settings (SCCACHE_REDIS_ENDPOINT, SCCACHE_BUCKET, SCCACHE_DIR, ...) "
+                               "choose where it stores")
     return value
 
 
@@ -172,8 +180,10 @@ def resolve_options(*, root: Path, env: Mapping[str, str], cli: Mapping[str, Any
             value = parse_arch_list(value, "--cuda-arch")
         elif name in PATH_FIELDS:
             value = Path(value).resolve()
-        elif name == "jobs":  # the same rule as the file and environment layers
+        elif name == "jobs":  # the same rules as the file and environment layers
             value = _convert("jobs", value, "-j/--jobs", root)
+        elif name == "compiler_cache":
+            value = _convert("compiler-cache", value, "--compiler-cache", root)
         values[name] = value
         origin[name] = "command line"
     values.setdefault("bundle_dir", values["build_dir"] / "bundle")

@@ -14,7 +14,6 @@ import hashlib
 import json
 import shutil
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -27,6 +26,7 @@ from .. import __version__, frameworks
 from ..bundle.manifest import read_manifest
 from ..core.errors import BundleError, ImageError
 from ..core.files import scratch_path, swap_directory, write_text_atomic
+from ..core.redact import without_userinfo
 from . import oci
 from .base import BaseImage
 from .registry import Reference, Registry, parse_reference, push_blobs
@@ -237,15 +237,6 @@ def image_labels(manifest: Mapping, raw_manifest: bytes, base: BaseImage,
     if settings.revision:
         labels["org.opencontainers.image.revision"] = settings.revision
     return {key: value for key, value in labels.items() if value}
-
-
-def without_userinfo(url: str) -> str:
-    """A URL as it may be published: CI clones put tokens in the remote URL
-    (https://user:token@host/...), and image labels are public."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme and "@" in parts.netloc:
-        return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    return url
 
 
 def image_config(base: BaseImage, layer: oci.Layer, labels: Mapping[str, str], epoch: int) -> dict:

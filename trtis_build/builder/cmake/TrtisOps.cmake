@@ -26,8 +26,14 @@ function(trtis_nvcc_objects out_var tag)
     set(obj "${CMAKE_BINARY_DIR}/${tag}/${file}.o")
     add_custom_command(
       OUTPUT "${obj}"
-      COMMAND "${TRTIS_NVCC}" ${TRTIS_NVCC_FLAGS} ${A_FLAGS} ${includes}
+      # Byte-identical objects in every build and checkout: nvcc names internal symbols
+      # (anonymous namespaces) from a random number (-frandom-seed fixes it) and a hash of the
+      # source's absolute path (cudafe++'s --orig_src_path_name, which the launcher makes
+      # relative), and the host object's file symbol is a temporary name with a process id.
+      COMMAND ${TRTIS_COMPILER_LAUNCHER} "${TRTIS_NVCC}" ${TRTIS_NVCC_FLAGS} ${A_FLAGS} ${includes}
+              "-frandom-seed=${tag}/${file}" "-Xcudafe=--orig_src_path_name=${src}"
               -MD -MF "${obj}.d" -c "${src}" -o "${obj}"
+      COMMAND "${CMAKE_OBJCOPY}" --wildcard "--strip-symbol=tmpxft_*" "${obj}"
       DEPENDS "${src}"
       DEPFILE "${obj}.d"
       COMMENT "nvcc ${file} (${tag})"
