@@ -69,3 +69,18 @@ def test_gitlab_keeps_the_venv_and_passes_the_build_on():
     assert ".venv" in pipeline["default"]["cache"]["paths"]
     assert "PIP_CACHE_DIR" in pipeline["variables"]
     assert "build/" in pipeline["ops-build"]["artifacts"]["paths"]
+
+
+@pytest.mark.parametrize("path", [GITHUB, GITLAB], ids=lambda p: p.name)
+def test_the_examples_share_a_compiler_cache_in_a_redis_service(path):
+    from trtis_build.core.options import resolve_options
+
+    data = yaml.safe_load(path.read_text())
+    variables = data.get("env") or data.get("variables")
+    # The settings the tool reads (a misspelt value would fail every build of the pipeline).
+    assert resolve_options(root=REPO, env={k: str(v) for k, v in variables.items() if k.startswith("TRTIS_BUILD_")
+                                           and k != "TRTIS_BUILD_CACHE_DIR"}, cli={}).compiler_cache == "sccache"
+    host = variables["SCCACHE_REDIS_ENDPOINT"].split("//")[1].split(":")[0]
+    services = data["services"] if "services" in data else data["jobs"]["triton-ops"]["services"]
+    names = [s.get("alias") for s in services] if isinstance(services, list) else list(services)
+    assert host in names, f"{path.name}: {host} is not a service of the pipeline"

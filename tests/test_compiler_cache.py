@@ -44,10 +44,13 @@ def test_launcher_makes_paths_under_the_root_and_the_build_dir_relative():
 
 def test_launcher_runs_the_compiler_with_the_rewritten_arguments(tmp_path):
     (tmp_path / "build").mkdir()
-    result = subprocess.run([sys.executable, "-S", LAUNCHER, str(tmp_path), "--", "echo",
-                             f"-I{tmp_path}/ops", f"{tmp_path}/build/x.o"],
-                            cwd=tmp_path / "build", capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["-Isrc/ops", "x.o"]
+    command = [sys.executable, "-S", LAUNCHER, str(tmp_path), "--", "echo", f"-I{tmp_path}/ops", f"{tmp_path}/build/x.o"]
+    # Without the driver's link (the IDE entry's build), root paths stay absolute.
+    unlinked = subprocess.run(command, cwd=tmp_path / "build", capture_output=True, text=True, check=True)
+    assert unlinked.stdout.split() == [f"-I{tmp_path}/ops", "x.o"]
+    (tmp_path / "build" / "src").symlink_to("..")
+    linked = subprocess.run(command, cwd=tmp_path / "build", capture_output=True, text=True, check=True)
+    assert linked.stdout.split() == ["-Isrc/ops", "x.o"]
     missing = subprocess.run([sys.executable, "-S", LAUNCHER, str(tmp_path), "--", "no-such-compiler-here"],
                              capture_output=True, text=True)
     assert missing.returncode == 127 and "cannot run no-such-compiler-here" in missing.stderr

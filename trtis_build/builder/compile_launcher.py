@@ -26,11 +26,12 @@ SOURCE_LINK = "src"  # <cmake binary dir>/src -> the project root (made by the d
 GLUED = ("-isystem", "-iquote", "-idirafter", "-include", "-imacros", "-I", "-L")
 
 
-def relative_args(args: list[str], root: str, cwd: str) -> list[str]:
-    """Each path under `cwd` or `root` made relative to `cwd` (root paths through SOURCE_LINK)."""
+def relative_args(args: list[str], root: str, cwd: str, *, linked: bool = True) -> list[str]:
+    """Each path under `cwd` or `root` made relative to `cwd` (root paths through SOURCE_LINK,
+    when `linked`: cwd/SOURCE_LINK is the link to the root)."""
     # Each base as given and as resolved: an argument may spell either.
     mapping = {}
-    for base, replacement in ((root, SOURCE_LINK), (cwd, ".")):
+    for base, replacement in (((root, SOURCE_LINK),) if linked else ()) + ((cwd, "."),):
         for spelling in {base.rstrip("/"), os.path.realpath(base).rstrip("/")}:
             mapping[spelling] = replacement
     bases = sorted(mapping.items(), key=lambda item: -len(item[0]))
@@ -65,7 +66,11 @@ def main(argv: list[str]) -> int:
     split = argv.index("--")
     root, cache = argv[0], argv[1:split]
     compiler, *args = argv[split + 1:]
-    command = [*cache, compiler, *relative_args(args, root, os.getcwd())]
+    cwd = os.getcwd()
+    # A build other than the driver's (the IDE entry) has no link: its root paths stay absolute.
+    link = os.path.join(cwd, SOURCE_LINK)
+    linked = os.path.islink(link) and os.path.realpath(link) == os.path.realpath(root)
+    command = [*cache, compiler, *relative_args(args, root, cwd, linked=linked)]
     try:
         os.execvp(command[0], command)
     except OSError as exc:
