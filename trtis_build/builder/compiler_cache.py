@@ -78,6 +78,7 @@ class CacheReport:
     hits: int = 0
     misses: int = 0
     not_cacheable: int = 0
+    partial: int = 0              # nvcc steps: host object from the cache, device code compiled
     errors: int = 0
     distributed: int = 0          # compiles sccache-dist ran on a build server
     steps: list[dict[str, str]] = field(default_factory=list)   # {"output", "result"} per compile step
@@ -88,12 +89,13 @@ class CacheReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"tool": self.tool, "backend": self.backend, "hits": self.hits, "misses": self.misses,
-                "not_cacheable": self.not_cacheable, "errors": self.errors,
+                "not_cacheable": self.not_cacheable, "partial": self.partial, "errors": self.errors,
                 "distributed": self.distributed, "steps": self.steps}
 
     def summary(self) -> str:
         dist = f", {self.distributed} compiled on build servers" if self.distributed else ""
-        return (f"{self.hits} of {self.total} compile steps from the cache{dist} "
+        partial = f", {self.partial} partly (nvcc device code compiled)" if self.partial else ""
+        return (f"{self.hits} of {self.total} compile steps from the cache{partial}{dist} "
                 f"({self.tool}, {self.backend})")
 
 
@@ -191,8 +193,9 @@ class CacheServer:
         report.hits = counts.get("cache hit", 0)
         report.misses = counts.get("cache miss", 0) + counts.get("forced recache", 0)
         report.not_cacheable = counts.get("not cacheable", 0)
+        report.partial = counts.get("partial", 0)
         report.errors = sum(count for result, count in counts.items()
-                            if result not in ("cache hit", "cache miss", "forced recache", "not cacheable"))
+                            if result not in ("cache hit", "cache miss", "forced recache", "not cacheable", "partial"))
         dist = (stats.get("stats") or {}).get("dist_compiles") or {}
         report.distributed = sum(int(v) for v in dist.values()) if isinstance(dist, dict) else 0
         return report
@@ -224,29 +227,50 @@ def compile_steps(log: str) -> list[dict[str, str]]:
     """The result of each compile step of the build, from the server log.
 
     sccache tags a request by its output's file name. nvcc's step is several requests:
-    sccache splits it into cudafe++, cicc, ptxas and host-compiler requests (outputs with bare
-    names in its scratch directory, except the host compile, which writes the step's output),
-    and reports the whole as "not cacheable". So: requests are paired with the next result of
-    their tag, innermost first; those of one output merge (a miss anywhere is a miss, else a
-    hit); and only outputs inside a directory of the build count (Ninja's are all under
-    CMakeFiles/ or a target's directory)."""
+    sccache splits it into cudafe++ and cicc (device code), ptxas (per architecture) and the
+    host compile, whose outputs have bare names (<stem>.module_id, <stem>.compute_90.ptx, ...)
+    except the host compile, which writes the step's output; the whole is "not cacheable".
+    So: requests pair with the next result of their tag, innermost first; the results of one
+    output merge (a miss anywhere is a miss); only outputs inside a directory of the build are
+    steps (Ninja's are all under CMakeFiles/ or a target's directory); and an nvcc step whose
+    host object came from the cache while device requests of its source missed is "partial"
+    (sccache 0.16 keys cudafe++ and cicc by the source's absolute path: they miss in
+    another checkout)."""
     open_requests: dict[str, list[str | None]] = {}
     results: dict[str, list[str]] = {}
+    device: dict[str, list[str]] = {}   # source stem -> results of its bare-named device requests
     for line in log.splitlines():
         request = _REQUEST.search(line)
         if request:
             open_requests.setdefault(request["tag"], []).append(_output_of(request["args"]))
             continue
         result = _RESULT.search(line)
-        if result and open_requests.get(result["tag"]):
-            output = open_requests[result["tag"]].pop()
-            if output and not os.path.isabs(output) and "/" in output:
-                results.setdefault(output, []).append(result["result"])
+        if not result:
+            continue
+        stack = open_requests.get(result["tag"])
+        output = stack.pop() if stack else None
+        if output and not os.path.isabs(output) and "/" in output:
+            results.setdefault(output, []).append(result["result"])
+        elif "." in result["tag"]:
+            device.setdefault(result["tag"].split(".")[0], []).append(result["result"])
     steps = []
     for output, seen in results.items():
         known = [r for r in _PRECEDENCE if r in seen]
-        steps.append({"output": output, "result": known[0] if known else seen[0]})
+        outcome = known[0] if known else seen[0]
+        if "not cacheable" in seen and outcome == "cache hit":
+            stem = _source_stem(output)
+            if any(r != "cache hit" for r in device.get(stem, [])):
+                outcome = "partial"
+        steps.append({"output": output, "result": outcome})
     return steps
+
+
+def _source_stem(output: str) -> str:
+    """tf_addsub_cuda/tf_addsub_cuda.addsub_kernel.cu.o -> addsub_kernel (the nvcc objects'
+    names: builder/cmake/TrtisOps.cmake)."""
+    name = os.path.basename(output)
+    tag = os.path.basename(os.path.dirname(output))
+    return name.removeprefix(tag + ".").split(".")[0]
 
 
 def _output_of(args_text: str) -> str | None:

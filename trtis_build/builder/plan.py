@@ -172,7 +172,10 @@ def make_plan(ops: list[OpSpec], toolchain: Toolchain, *, output_dir: Path, buil
             continue
         targets.append(_target(op, cuda_enabled, build_dir))
     for name in sorted({target.framework for target in targets}):
-        variables.update(framework_seams.get(name).cmake_variables(toolchain.framework(name), toolchain, build_dir))
+        seam = framework_seams.get(name)
+        variables.update(seam.cmake_variables(toolchain.framework(name), toolchain, build_dir))
+        planned = {target.key for target in targets if target.framework == name}
+        variables.update(seam.plan_variables([op for op in ops if op.key in planned], options))
     return BuildPlan(cuda_enabled=cuda_enabled, cuda_archs=archs, ptx_arch=ptx, nvcc_flags=nvcc_flags,
                      variables=variables, targets=tuple(targets), skipped=tuple(skipped),
                      ops=tuple(ops), source_root=str(options.root) if options is not None else "")

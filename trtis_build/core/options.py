@@ -33,7 +33,8 @@ COMPILER_CACHES = ("none", "sccache")
 
 PATH_FIELDS = ("build_dir", "bundle_dir", "tensorrt_root", "tensorrt_python_path")
 # TRTIS_BUILD_* variables that are not settings of a build (read where they are used).
-ENV_ONLY = {"TRTIS_BUILD_VERBOSE", "TRTIS_BUILD_CACHE_DIR", "TRTIS_BUILD_DEBIAN_MIRROR", "TRTIS_BUILD_BASE_TORCH"}
+ENV_ONLY = {"TRTIS_BUILD_VERBOSE", "TRTIS_BUILD_CACHE_DIR", "TRTIS_BUILD_DEBIAN_MIRROR", "TRTIS_BUILD_BASE_TORCH",
+            "TRTIS_BUILD_TF_PCH"}
 
 
 @dataclass(frozen=True, kw_only=True)

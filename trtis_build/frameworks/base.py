@@ -219,6 +219,11 @@ class Framework:
     def cmake_variables(self, info: Any, toolchain: "Toolchain", build_dir: Path) -> dict:
         return {}
 
+    def plan_variables(self, ops: list["OpSpec"], options: Any) -> dict:
+        """Variables decided from all the planned ops of this framework at once (e.g. whether a
+        precompiled header pays for them)."""
+        return {}
+
     def target_arguments(self, op: "OpSpec", build_dir: Path, cuda_enabled: bool) -> dict[str, list[str]]:
         """Arguments of this framework's CMake function beyond the common source lists."""
         return {}

@@ -23,7 +23,8 @@ function(trtis_nvcc_objects out_var tag)
   endforeach()
   foreach(src IN LISTS A_SOURCES)
     get_filename_component(file "${src}" NAME)
-    set(obj "${CMAKE_BINARY_DIR}/${tag}/${file}.o")
+    # <tag>.<file>.o: a name of its own (sccache reports each compile by its output's name).
+    set(obj "${CMAKE_BINARY_DIR}/${tag}/${tag}.${file}.o")
     add_custom_command(
       OUTPUT "${obj}"
       # Byte-identical objects in every build and checkout: nvcc names internal symbols
@@ -31,7 +32,7 @@ function(trtis_nvcc_objects out_var tag)
       # source's absolute path (cudafe++'s --orig_src_path_name, which the launcher makes
       # relative), and the host object's file symbol is a temporary name with a process id.
       COMMAND ${TRTIS_COMPILER_LAUNCHER} "${TRTIS_NVCC}" ${TRTIS_NVCC_FLAGS} ${A_FLAGS} ${includes}
-              "-frandom-seed=${tag}/${file}" "-Xcudafe=--orig_src_path_name=${src}"
+              "-frandom-seed=${src}" "-Xcudafe=--orig_src_path_name=${src}"
               -MD -MF "${obj}.d" -c "${src}" -o "${obj}"
       COMMAND "${CMAKE_OBJCOPY}" --wildcard "--strip-symbol=tmpxft_*" "${obj}"
       DEPENDS "${src}"

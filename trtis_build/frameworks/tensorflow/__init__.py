@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ...core import process
-from ...core.errors import ScaffoldError
+from ...core.errors import ConfigError, ScaffoldError
 from ..base import (PROBE_TIMEOUT_S, Framework, field_error, find_package_dir, probe_result, read_string_list,
                     run_library_probe)
 
@@ -21,6 +21,10 @@ PROBE = Path(__file__).with_name("probe.py")
 # '>'-separated namespaces ("Team>ZeroOut", as in TensorFlow's own examples).
 OP_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*>)*[A-Z][A-Za-z0-9_]*$")
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+# A precompiled header of TensorFlow's op headers (tensorflow.cmake) costs about one adapter's
+# compile once and saves most of every other's: from this many adapter sources a cold build is
+# faster with it (benchmarks/tf_pch_bench.py), below it one op's build would be slower.
+PCH_MIN_SOURCES = 4
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,10 @@ class TensorFlowInfo:
     cxx11_abi: int
     compile_flags: tuple[str, ...]
     builtin_ops: frozenset[str] = field(repr=False, default=frozenset())
+
+
+def pch_compatible(op) -> bool:
+    return not op.cxx_flags and not op.gpu_sources
 
 
 class TensorFlow(Framework):
@@ -128,6 +136,21 @@ class TensorFlow(Framework):
 
     def target_arguments(self, op, build_dir, cuda_enabled):
         return {"GPU_SOURCES": [str(p) for p in op.gpu_sources]}
+
+    def plan_variables(self, ops, options):
+        """TRTIS_TF_PCH: one precompiled header shared by the adapters that can take it (their
+        own flags could make it invalid, and GPU sources define GOOGLE_CUDA, which changes
+        TensorFlow's headers). Not with a compiler cache: sccache does not cache compiles that
+        use a precompiled header, and a warm cache is faster than any header."""
+        sharing = [op for op in ops if pch_compatible(op)]
+        choice = os.environ.get("TRTIS_BUILD_TF_PCH", "auto").lower()  # on/off force it (benchmarks)
+        if choice not in ("auto", "on", "off"):
+            raise ConfigError(f"TRTIS_BUILD_TF_PCH must be auto, on or off, not {choice!r}",
+                              where="environment variable TRTIS_BUILD_TF_PCH")
+        use = bool(sharing) and (choice == "on" or (
+            choice == "auto" and getattr(options, "compiler_cache", "none") == "none"
+            and sum(len(op.sources) for op in sharing) >= PCH_MIN_SOURCES))
+        return {"TRTIS_TF_PCH": "ON" if use else "OFF"}
 
     def prepare(self, ops, toolchain, build_dir):
         """TensorFlow's GPU headers include CUDA through third_party/gpus/...; the CPU wheel

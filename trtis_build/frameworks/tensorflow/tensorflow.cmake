@@ -1,5 +1,20 @@
 # TensorFlow: the CMake function the plan calls per TensorFlow op (helpers: builder/cmake/TrtisOps.cmake).
 
+# TRTIS_TF_PCH (the plan decides it from the number of adapters): TensorFlow's op headers,
+# 1,420 files that take most of each adapter's compile, parsed once into a precompiled header
+# that every adapter without flags of its own reuses. Adapters are OBJECT libraries: no
+# <target>_EXPORTS definition differs between them, which would make GCC ignore the header.
+if(TRTIS_TF_PCH)
+  file(CONFIGURE OUTPUT "${CMAKE_BINARY_DIR}/trtis_tf_pch.cc" CONTENT "// the precompiled header's holder\n")
+  add_library(trtis_tf_pch OBJECT "${CMAKE_BINARY_DIR}/trtis_tf_pch.cc")
+  target_include_directories(trtis_tf_pch SYSTEM PRIVATE ${TRTIS_TF_INCLUDE_DIR})
+  target_compile_definitions(trtis_tf_pch PRIVATE ${TRTIS_TF_DEFINITIONS})
+  target_compile_options(trtis_tf_pch PRIVATE -Wno-deprecated-declarations)
+  target_precompile_headers(trtis_tf_pch PRIVATE
+    <tensorflow/core/framework/op.h> <tensorflow/core/framework/op_kernel.h>
+    <tensorflow/core/framework/shape_inference.h> <xla/stream_executor/stream.h>)
+endif()
+
 # trtis_tensorflow_op(<name> SOURCES ... [KERNEL_SOURCES ...] [CUDA_SOURCES ...]
 #                     [GPU_SOURCES ...] [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...])
 function(trtis_tensorflow_op name)
@@ -42,6 +57,9 @@ function(trtis_tensorflow_op name)
   endif()
   target_compile_definitions(${prefix}_adapter PRIVATE ${definitions})
   target_compile_options(${prefix}_adapter PRIVATE -Wno-deprecated-declarations ${A_CXX_FLAGS})
+  if(TRTIS_TF_PCH AND NOT A_CXX_FLAGS AND NOT A_GPU_SOURCES)  # frameworks/tensorflow: pch_compatible
+    target_precompile_headers(${prefix}_adapter REUSE_FROM trtis_tf_pch)
+  endif()
   add_library(${prefix} MODULE $<TARGET_OBJECTS:${prefix}_adapter> ${${prefix}_KERNEL_OBJECTS} ${gpu_objects})
   set_target_properties(${prefix} PROPERTIES OUTPUT_NAME ${name} LINKER_LANGUAGE CXX
     LIBRARY_OUTPUT_DIRECTORY "${TRTIS_OUTPUT_DIR}/tensorflow")
