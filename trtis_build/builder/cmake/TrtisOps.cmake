@@ -30,11 +30,13 @@ function(trtis_nvcc_objects out_var tag)
       # Byte-identical objects in every build and checkout: nvcc names internal symbols
       # (anonymous namespaces) from a random number (-frandom-seed fixes it) and a hash of the
       # source's absolute path (cudafe++'s --orig_src_path_name, which the launcher makes
-      # relative), and the host object's file symbol is a temporary name with a process id.
+      # relative), and the host object's file symbol names a temporary file (a process id, or
+      # sccache's scratch name): file symbols are stripped (no identifier has a '.').
       COMMAND ${TRTIS_COMPILER_LAUNCHER} "${TRTIS_NVCC}" ${TRTIS_NVCC_FLAGS} ${A_FLAGS} ${includes}
               "-frandom-seed=${src}" "-Xcudafe=--orig_src_path_name=${src}"
               -MD -MF "${obj}.d" -c "${src}" -o "${obj}"
-      COMMAND "${CMAKE_OBJCOPY}" --wildcard "--strip-symbol=tmpxft_*" "${obj}"
+      COMMAND "${CMAKE_OBJCOPY}" --wildcard "--strip-symbol=tmpxft_*" "--strip-symbol=*.cpp" "--strip-symbol=*.o"
+              "${obj}"
       DEPENDS "${src}"
       DEPFILE "${obj}.d"
       COMMENT "nvcc ${file} (${tag})"

@@ -2,18 +2,11 @@
 
 # TRTIS_TF_PCH (the plan decides it from the number of adapters): TensorFlow's op headers,
 # 1,420 files that take most of each adapter's compile, parsed once into a precompiled header
-# that every adapter without flags of its own reuses. Adapters are OBJECT libraries: no
-# <target>_EXPORTS definition differs between them, which would make GCC ignore the header.
-if(TRTIS_TF_PCH)
-  file(CONFIGURE OUTPUT "${CMAKE_BINARY_DIR}/trtis_tf_pch.cc" CONTENT "// the precompiled header's holder\n")
-  add_library(trtis_tf_pch OBJECT "${CMAKE_BINARY_DIR}/trtis_tf_pch.cc")
-  target_include_directories(trtis_tf_pch SYSTEM PRIVATE ${TRTIS_TF_INCLUDE_DIR})
-  target_compile_definitions(trtis_tf_pch PRIVATE ${TRTIS_TF_DEFINITIONS})
-  target_compile_options(trtis_tf_pch PRIVATE -Wno-deprecated-declarations)
-  target_precompile_headers(trtis_tf_pch PRIVATE
-    <tensorflow/core/framework/op.h> <tensorflow/core/framework/op_kernel.h>
+# that the first adapter without flags of its own makes and every later one reuses. Adapters
+# are OBJECT libraries: no <target>_EXPORTS definition differs between them, which would make
+# GCC ignore the header.
+set(TRTIS_TF_PCH_HEADERS <tensorflow/core/framework/op.h> <tensorflow/core/framework/op_kernel.h>
     <tensorflow/core/framework/shape_inference.h> <xla/stream_executor/stream.h>)
-endif()
 
 # trtis_tensorflow_op(<name> SOURCES ... [KERNEL_SOURCES ...] [CUDA_SOURCES ...]
 #                     [GPU_SOURCES ...] [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...])
@@ -58,7 +51,13 @@ function(trtis_tensorflow_op name)
   target_compile_definitions(${prefix}_adapter PRIVATE ${definitions})
   target_compile_options(${prefix}_adapter PRIVATE -Wno-deprecated-declarations ${A_CXX_FLAGS})
   if(TRTIS_TF_PCH AND NOT A_CXX_FLAGS AND NOT A_GPU_SOURCES)  # frameworks/tensorflow: pch_compatible
-    target_precompile_headers(${prefix}_adapter REUSE_FROM trtis_tf_pch)
+    get_property(pch_owner GLOBAL PROPERTY TRTIS_TF_PCH_OWNER)
+    if(pch_owner)
+      target_precompile_headers(${prefix}_adapter REUSE_FROM ${pch_owner})
+    else()
+      target_precompile_headers(${prefix}_adapter PRIVATE ${TRTIS_TF_PCH_HEADERS})
+      set_property(GLOBAL PROPERTY TRTIS_TF_PCH_OWNER ${prefix}_adapter)
+    endif()
   endif()
   add_library(${prefix} MODULE $<TARGET_OBJECTS:${prefix}_adapter> ${${prefix}_KERNEL_OBJECTS} ${gpu_objects})
   set_target_properties(${prefix} PROPERTIES OUTPUT_NAME ${name} LINKER_LANGUAGE CXX
