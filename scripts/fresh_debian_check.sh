@@ -175,7 +175,8 @@ timed() {
 }
 
 say "== fresh Debian check ($(date -u '+%F %T UTC'))"
-say "project: $(git -C "$REPO" rev-parse HEAD) ($([ -n "$(git -C "$REPO" status --porcelain)" ] && echo 'working tree has changes' || echo 'clean'));" \
+changes=$(git -C "$REPO" status --porcelain -- . ":(exclude)$(realpath -m --relative-to="$REPO" "$LOG")")
+say "project: $(git -C "$REPO" rev-parse HEAD) ($([ -n "$changes" ] && echo 'working tree has changes' || echo 'clean'));" \
     "copied from: $([ $SOURCE = head ] && echo 'git archive HEAD' || echo 'the working tree (git ls-files)')"
 say "host: $(. /etc/os-release; echo "$PRETTY_NAME"), kernel $(uname -r), $(nproc) cores; root $ROOT ($MODE)"
 
@@ -206,6 +207,7 @@ else
   rm -rf --one-file-system "$ROOT"
   mkdir -p "$ROOT$SRC"
   tar -xf "$TARBALL" -C "$ROOT"
+  say "root: unpacked fresh from the tarball into $ROOT"
 fi
 # A chroot has no init: a package's postinst must not start its daemon (dockerd, containerd,
 # docker-registry) inside it. policy-rc.d is the Debian way to say so; nothing else is added.
