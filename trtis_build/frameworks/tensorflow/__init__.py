@@ -21,10 +21,12 @@ PROBE = Path(__file__).with_name("probe.py")
 # '>'-separated namespaces ("Team>ZeroOut", as in TensorFlow's own examples).
 OP_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*>)*[A-Z][A-Za-z0-9_]*$")
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}
-# A precompiled header of TensorFlow's op headers (tensorflow.cmake) costs about one adapter's
-# compile once and saves most of every other's: from this many adapter sources a cold build is
-# faster with it (benchmarks/tf_pch_bench.py), below it one op's build would be slower.
-PCH_MIN_SOURCES = 4
+# A precompiled header of TensorFlow's op headers (tensorflow.cmake) costs about 2.3 adapter
+# compiles once, on one core (measured here: 26 s to write its 390 MB against 11.6 s for an
+# adapter, which then takes 2.7 s), while adapters without it compile in parallel: a cold
+# build gains only from about 3 adapter sources per parallel job (benchmarks/tf_pch_bench.py).
+PCH_SOURCES_PER_JOB = 4
+PCH_MIN_SOURCES = 8
 
 
 @dataclass(frozen=True)
@@ -147,9 +149,10 @@ class TensorFlow(Framework):
         if choice not in ("auto", "on", "off"):
             raise ConfigError(f"TRTIS_BUILD_TF_PCH must be auto, on or off, not {choice!r}",
                               where="environment variable TRTIS_BUILD_TF_PCH")
+        jobs = getattr(options, "jobs", None) or os.cpu_count() or 1
         use = bool(sharing) and (choice == "on" or (
             choice == "auto" and getattr(options, "compiler_cache", "none") == "none"
-            and sum(len(op.sources) for op in sharing) >= PCH_MIN_SOURCES))
+            and sum(len(op.sources) for op in sharing) >= max(PCH_MIN_SOURCES, PCH_SOURCES_PER_JOB * jobs)))
         return {"TRTIS_TF_PCH": "ON" if use else "OFF"}
 
     def prepare(self, ops, toolchain, build_dir):
