@@ -24,3 +24,16 @@ def test_a_result_is_not_followed_by_an_error_object(tmp_path):
     (tmp_path / "ops").mkdir()
     result = trtis("ops", "list", "--json", cwd=tmp_path, check=False)
     assert result.returncode == 0 and json.loads(result.stdout) == []
+
+
+def test_ninja_progress_is_throttled_when_stderr_is_no_terminal():
+    from trtis_build.builder.driver import _throttled_progress
+
+    now, echoed, seen = [0.0], [], []
+    on_line = _throttled_progress(echoed.append, seen.append, every=10, clock=lambda: now[0])
+    for second, line in ((1, "[1/9 1s] Building CXX a.o"), (5, "[2/9 5s] Building CXX b.o"), (11, "warning: x"),
+                         (12, "[3/9 12s] Building CXX c.o"), (15, "[4/9 15s] x"), (23, "[5/9 23s] Linking y.so")):
+        now[0] = second
+        on_line(line)
+    assert len(seen) == 6  # every line still reaches the build's own callback
+    assert echoed == ["  compile      [3/9 12s] Building CXX c.o", "  compile      [5/9 23s] Linking y.so"]

@@ -175,6 +175,24 @@ class _EarlyProbes:
             probe.cancel()  # unused (the cache knew the library) or already finished
 
 
+PROGRESS_EVERY_S = 10.0  # Ninja's "[done/total seconds]" lines when stderr is no terminal
+
+
+def _throttled_progress(echo: Callable[[str], None], then: Callable[[str], None] | None,
+                        every: float = PROGRESS_EVERY_S, clock: Callable[[], float] = time.monotonic):
+    """An on_line that also echoes a Ninja status line at most every `every` seconds."""
+    last = [clock()]
+
+    def on_line(line: str) -> None:
+        if then:
+            then(line)
+        if line.startswith("[") and clock() - last[0] >= every:
+            last[0] = clock()
+            echo(f"  compile      {line.strip()}")
+
+    return on_line
+
+
 def _compile(options: Options, tc, plan: BuildPlan, progress: Progress, targets: list[str] | None,
              on_line=None, extra_env: dict[str, str] | None = None) -> bool:
     log = options.build_dir / "build.log"
@@ -185,6 +203,8 @@ def _compile(options: Options, tc, plan: BuildPlan, progress: Progress, targets:
     if targets:
         command += ["--target", *targets]
     live = sys.stderr.isatty() or bool(os.environ.get("CI"))
+    if not live:  # a log file or a pipe: Ninja's progress, throttled, so a long build shows it is alive
+        on_line = _throttled_progress(progress.echo, on_line)
     with progress.step("compile"):
         try:
             result = process.run(command, stage="compile", log_path=log, live=live, on_line=on_line,
