@@ -477,3 +477,85 @@ def test_the_image_serves_the_custom_op_in_docker(composed, models, tmp_path):
             assert np.array_equal(result.as_numpy("sum"), x + y), module.__name__
             assert np.array_equal(result.as_numpy("difference"), x - y), module.__name__
     assert "trtis-launch: bundle ok (1 libraries); starting tritonserver" in logs.stdout + logs.stderr
+
+
+class _FlakyProxy:
+    """An HTTP proxy in front of the real registry that answers 503 to the PATCH numbered
+    `fail_patch` (1-based), once: a registry or load balancer hiccup in the middle of a push."""
+
+    def __init__(self, upstream: str, fail_patch: int):
+        import http.server
+        import threading
+        import urllib.request
+
+        proxy = self
+        self.patches, self.failed = 0, 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "PATCH":
+                    proxy.patches += 1
+                    if proxy.patches == fail_patch:
+                        proxy.failed += 1
+                        self.send_response(503)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                request = urllib.request.Request(f"http://{upstream}{self.path}", data=body or None,
+                                                 method=self.command,
+                                                 headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                try:
+                    response = urllib.request.urlopen(request, timeout=30)
+                except urllib.error.HTTPError as error:
+                    response = error
+                data = response.read()
+                self.send_response(response.status if hasattr(response, "status") else response.code)
+                for key, value in response.headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value.replace(upstream, proxy.host))
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_PATCH = do_HEAD = do_DELETE = _forward
+
+        import urllib.error  # noqa: F401 - used in the handler
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.image
+@pytest.mark.parametrize("fail_patch", [0, 2], ids=["clean", "503-mid-push"])
+def test_large_blobs_are_pushed_in_chunks_with_progress_and_a_retry(registry, tmp_path, monkeypatch, fail_patch):
+    import hashlib
+
+    from trtis_build.image import registry as registry_client
+
+    monkeypatch.setattr(registry_client, "CHUNK_BYTES", 64 << 10)
+    monkeypatch.setattr(registry_client, "RETRY_WAIT_S", 0.01)
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom((64 << 10) * 4 + 12345))
+    digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
+    proxy = _FlakyProxy(registry["host"], fail_patch)
+    try:
+        client = registry_client.Registry(proxy.host)
+        lines: list[str] = []
+        monkeypatch.setattr("trtis_build.core.progress.EVERY_S", 0.0)
+        client.upload_blob("chunks", digest, blob, log=lines.append)
+        assert lines and all(line.startswith(f"  push {digest[:19]}: ") and "MiB/s" in line for line in lines), lines
+        assert "0.3 MiB of 0.3 MiB" in lines[-1] and lines[-1].endswith(" done"), lines
+        assert proxy.patches == 5 + (1 if fail_patch else 0) and proxy.failed == (1 if fail_patch else 0)
+        direct = registry_client.Registry(registry["host"])
+        assert direct.get_blob("chunks", digest) == blob.read_bytes()
+    finally:
+        proxy.close()

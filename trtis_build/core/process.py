@@ -94,7 +94,8 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
         failure_message: str | None = None, hint: str | None = None,
         echo: Callable[[str], None] | None = None,
         on_line: Callable[[str], None] | None = None, input_text: str | None = None,
-        secret_output: bool = False) -> Completed:
+        secret_output: bool = False,
+        heartbeat: tuple[float, Callable[[float, str], None]] | None = None) -> Completed:
     """Run a command; stdout and stderr are merged.
 
     live=True streams each line to `echo` (default: stderr) as it arrives; `on_line` sees
@@ -103,7 +104,8 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
     is a deadline for the whole run: past it the command and everything it started are
     killed and CommandError says so. secret_output=True (credential helpers): stdout alone
     is captured, stderr is discarded, and neither the output nor a tail goes into a log or
-    an error.
+    an error. heartbeat=(seconds, call): while the command runs, call(elapsed, last line)
+    whenever `seconds` passed without one (a long silent step still shows it is alive).
     """
     argv = [os.fspath(part) for part in command]
     full_env = _environment(env, extra_env)
@@ -144,11 +146,21 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
                     pass  # it exited without reading: its exit code says why
             queue: Queue = Queue()
             threading.Thread(target=_pump, args=(proc.stdout, queue), daemon=True).start()
+            started = beat = time.monotonic()
+            last_line = ""
             while True:
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                now = time.monotonic()
+                wait = None if deadline is None else max(0.0, deadline - now)
+                if heartbeat:
+                    until_beat = max(0.0, beat + heartbeat[0] - now)
+                    wait = until_beat if wait is None else min(wait, until_beat)
                 try:
                     line = queue.get(timeout=wait)
                 except Empty:
+                    if heartbeat and (deadline is None or time.monotonic() < deadline):
+                        beat = time.monotonic()
+                        heartbeat[1](beat - started, last_line.strip())
+                        continue
                     _kill_group(proc, own_group=own_group)
                     raise CommandError(f"{failure_message or Path(argv[0]).name + ' failed'}: no result "
                                        f"within {timeout:g} s, so it was stopped", stage=stage, command=argv,
@@ -160,6 +172,7 @@ def run(command: Sequence[str | os.PathLike], *, stage: str, cwd: Path | None = 
                     break
                 lines.append(line)
                 tail.append(line)
+                last_line = line
                 if log:
                     log.write(line)
                 if live:

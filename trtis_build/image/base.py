@@ -102,7 +102,8 @@ def _pull(client: Registry, ref: Reference, digest: str, manifest: dict, cache: 
             layers = oci.manifest_layers(manifest)
             for number, layer in enumerate(layers, 1):
                 log(f"  pulling layer {number}/{len(layers)} {layer.digest[:19]} ({layer.size:,} bytes)")
-                client.download_blob(ref.repository, layer.digest, layout.blob_path(layer.digest))
+                client.download_blob(ref.repository, layer.digest, layout.blob_path(layer.digest),
+                                     size=layer.size, log=log)
             layout.add_bytes(client.get_blob(ref.repository, manifest["config"]["digest"]),
                              manifest["config"].get("mediaType", oci.OCI_CONFIG))
             desc = layout.add_bytes(oci.canonical_json(manifest), manifest.get("mediaType", oci.OCI_MANIFEST))

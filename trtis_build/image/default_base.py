@@ -38,6 +38,7 @@ from . import default_torch, oci, pydist
 
 RECIPE = 1  # bump when the recipe below changes: it is part of the cache key
 SUITES = {"3.11": "bookworm", "3.13": "trixie"}  # Debian release whose python3 matches ours
+HEARTBEAT_S = 10.0
 DEBIAN_PACKAGES = ("python3", "libstdc++6", "zlib1g", "libgomp1", "ca-certificates")
 PYTHON_ROOTS = ("numpy", "tensorflow-cpu", "tensorflow")
 TRITON_ROOT = "/opt/tritonserver"
@@ -147,12 +148,13 @@ def _build(spec: dict, work: Path, env: Mapping[str, str], log: Callable[[str], 
     rootfs_tar = work / "rootfs.tar"
     _debian_rootfs(spec, rootfs_tar, env, log)
     log("  layer 1/3: Debian root filesystem")
-    layers = [oci.write_layer(oci.tar_entries(rootfs_tar), layout.blobs, epoch=epoch, level=1, own=False)]
+    layers = [oci.write_layer(oci.tar_entries(rootfs_tar), layout.blobs, epoch=epoch, level=1, own=False,
+                              log=log, what="layer 1/3")]
     rootfs_tar.unlink()
     log("  layer 2/3: Triton server (nvidia-pytriton)")
-    layers.append(oci.write_layer(_triton_entries(spec), layout.blobs, epoch=epoch, level=1))
+    layers.append(oci.write_layer(_triton_entries(spec), layout.blobs, epoch=epoch, level=1, log=log, what="layer 2/3"))
     log("  layer 3/3: Python packages (" + ", ".join(spec["python_packages"]) + ")")
-    layers.append(oci.write_layer(_python_entries(spec), layout.blobs, epoch=epoch, level=1))
+    layers.append(oci.write_layer(_python_entries(spec), layout.blobs, epoch=epoch, level=1, log=log, what="layer 3/3"))
     _finish(layout, spec, [layer.descriptor for layer in layers], [layer.diff_id for layer in layers], epoch)
 
 
@@ -170,7 +172,8 @@ def _add_torch(below: Path, spec: dict, source: "default_torch.TorchSource", dep
     names = ", ".join(pydist.canonical(d.metadata["Name"]) for d in deps)
     log(f"  layer 4/4: torch {source.version} from {source.directory}" + (f" (with {names})" if names else ""))
     prefix = f"usr/local/lib/python{spec['python']}/dist-packages"
-    layer = oci.write_layer(default_torch.entries(source, deps, prefix), layout.blobs, epoch=epoch, level=1)
+    layer = oci.write_layer(default_torch.entries(source, deps, prefix), layout.blobs, epoch=epoch, level=1,
+                            log=log, what="layer 4/4")
     _finish(layout, spec, [*layers, layer.descriptor], [*config["rootfs"]["diff_ids"], layer.diff_id], epoch)
 
 
@@ -197,7 +200,9 @@ def _debian_rootfs(spec: dict, out: Path, env: Mapping[str, str], log: Callable[
         command.append(spec["mirror"])
     log("  mmdebstrap " + spec["suite"] + " (" + ", ".join(packages) + ")")
     extra = {"SOURCE_DATE_EPOCH": str(oci.source_date_epoch(env))}
+    # mmdebstrap is quiet for minutes at a time (downloads, dpkg): a line every 10 s.
     process.run(command, stage="image", extra_env=extra, log_path=out.with_suffix(".log"),
+                heartbeat=(HEARTBEAT_S, lambda took, last: log(f"  mmdebstrap: {took:.0f} s" + (f", {last}" if last else ""))),
                 failure_message="mmdebstrap could not create the base root filesystem",
                 hint="it needs the Debian mirror (set TRTIS_BUILD_DEBIAN_MIRROR for another one) "
                      "and root, or give --base REF")

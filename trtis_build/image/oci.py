@@ -24,6 +24,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator, Mapping
 
 from ..core.errors import ImageError
 from ..core.files import scratch_path, sha256_digest, user_cache_dir, write_text_atomic
+from ..core.progress import ByteProgress
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -253,10 +254,12 @@ def normalize(entries: Iterable[Entry], *, epoch: int, own: bool = True) -> list
 
 
 def write_layer(entries: Iterable[Entry], blobs_dir: Path, *, epoch: int,
-                level: int | None = 6, own: bool = True) -> Layer:
+                level: int | None = 6, own: bool = True, log=None, what: str = "layer") -> Layer:
     """Write one layer blob into `blobs_dir` (OCI blobs/sha256); returns its descriptor and
-    diff_id. level=None writes an uncompressed tar layer."""
+    diff_id. level=None writes an uncompressed tar layer. With `log`, the bytes written so far
+    (of the files' total) every few seconds."""
     ordered = normalize(entries, epoch=epoch, own=own)
+    progress = ByteProgress(what, sum(e.info.size for e in ordered if e.info.isreg()), log)
     blobs_dir.mkdir(parents=True, exist_ok=True)
     tmp = blobs_dir / f".layer-{os.getpid()}.tmp"
     with open(tmp, "wb") as out:
@@ -267,9 +270,11 @@ def write_layer(entries: Iterable[Entry], blobs_dir: Path, *, epoch: int,
                     assert entry.opener is not None, entry.info.name
                     with entry.opener() as data:
                         tar.addfile(entry.info, data)
+                    progress.advance(entry.info.size)
                 else:
                     tar.addfile(entry.info)
         sink.finish()
+    progress.finish()
     digest = "sha256:" + sink.blob.hexdigest()
     os.replace(tmp, blobs_dir / digest.split(":", 1)[1])
     media = OCI_LAYER_GZIP if level is not None else OCI_LAYER

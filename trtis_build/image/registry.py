@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +26,7 @@ from typing import Mapping
 
 from ..core.errors import CommandError, ImageError
 from ..core.files import scratch_path
+from ..core.progress import ByteProgress
 from .oci import DOCKER_LIST, DOCKER_MANIFEST, INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor
 
 DOCKER_HUB = "docker.io"
@@ -34,6 +36,11 @@ _NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[.
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
+# Blobs above one chunk are pushed in chunks (PATCH with Content-Range), each retried where the
+# registry says the upload stands, so a dropped connection costs one chunk, not the blob.
+CHUNK_BYTES = 16 << 20
+CHUNK_RETRIES = 3
+RETRY_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -287,7 +294,9 @@ class Registry:
         if code == 404:
             return ImageError(f"not found in registry {self.host}: {url} ({detail})", where=url,
                               hint="check the image name and tag (skopeo list-tags docker://REPO)")
-        return ImageError(f"registry {self.host} answered {code} to {method} {url}: {detail}", where=url)
+        error = ImageError(f"registry {self.host} answered {code} to {method} {url}: {detail}", where=url)
+        error.http_status = code
+        return error
 
     # -- API
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
@@ -312,16 +321,20 @@ class Registry:
         _, _, body = self.request("GET", f"/v2/{repository}/blobs/{digest}", scope=f"{repository}:pull")
         return body
 
-    def download_blob(self, repository: str, digest: str, path: Path) -> None:
+    def download_blob(self, repository: str, digest: str, path: Path, *, size: int | None = None,
+                      log=None) -> None:
         """Stream a blob to `path`, checking its digest (a mismatch leaves nothing behind)."""
         tmp = scratch_path(path.parent, path.name, "download")
         hasher = hashlib.sha256()
+        progress = ByteProgress(f"pull {digest[:19]}", size, log)
         try:
             with self._open("GET", f"/v2/{repository}/blobs/{digest}", scope=f"{repository}:pull") as response, \
                     open(tmp, "wb") as out:
                 while chunk := response.read(1 << 20):
                     hasher.update(chunk)
                     out.write(chunk)
+                    progress.advance(len(chunk))
+            progress.finish()
             if "sha256:" + hasher.hexdigest() != digest:
                 raise ImageError(f"blob {digest} from {self.host}/{repository} does not match its digest",
                                  where=self.host, hint="retry; a proxy or the registry corrupted it")
@@ -351,24 +364,69 @@ class Registry:
     def _absolute(self, location: str) -> str:
         return urllib.parse.urljoin(self.base + "/", location)
 
-    def upload_blob(self, repository: str, digest: str, path: Path) -> None:
-        """Monolithic upload: POST for a session, PUT the bytes with ?digest=."""
+    def upload_blob(self, repository: str, digest: str, path: Path, *, log=None) -> None:
+        """POST for an upload session; a blob of up to one chunk goes in the closing PUT
+        (?digest=), a larger one in PATCHed chunks first, each retried from where the registry
+        says the upload stands."""
         scope = f"{repository}:push,pull"
         _, headers, _ = self.request("POST", f"/v2/{repository}/blobs/uploads/", ok=(202,), scope=scope,
                                      headers={"Content-Length": "0"}, data=b"")
         location = self._absolute(headers["Location"])
-        sep = "&" if "?" in location else "?"
         size = path.stat().st_size
+        progress = ByteProgress(f"push {digest[:19]}", size, log)
         with open(path, "rb") as handle:
+            if size > CHUNK_BYTES:
+                location = self._upload_chunks(location, handle, size, scope, progress)
+                body, length = b"", 0
+            else:
+                body, length = handle, size
+            sep = "&" if "?" in location else "?"
             self.request("PUT", f"{location}{sep}digest={urllib.parse.quote(digest)}", ok=(201,), scope=scope,
-                         headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-                         data=handle)
+                         headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
+                         data=body)
+        progress.advance(size - progress.done_bytes)
+        progress.finish()
+
+    def _upload_chunks(self, location: str, handle, size: int, scope: str, progress: ByteProgress) -> str:
+        offset, failures = 0, 0
+        while offset < size:
+            handle.seek(offset)
+            chunk = handle.read(CHUNK_BYTES)
+            try:
+                _, headers, _ = self.request(
+                    "PATCH", location, ok=(202,), scope=scope, data=chunk,
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
+                             "Content-Range": f"{offset}-{offset + len(chunk) - 1}"})
+            except ImageError as error:
+                status = getattr(error, "http_status", None)
+                failures += 1
+                if (status is not None and status < 500 and status != 416) or failures > CHUNK_RETRIES:
+                    raise
+                time.sleep(RETRY_WAIT_S * failures)
+                offset = self._upload_offset(location, scope)   # what the registry kept
+                progress.rewind(offset)
+                continue
+            location = self._absolute(headers.get("Location") or location)
+            offset = _range_end(headers.get("Range"), offset + len(chunk))
+            progress.advance(offset - progress.done_bytes)
+        return location
+
+    def _upload_offset(self, location: str, scope: str) -> int:
+        """Where an upload session stands (GET on it: `Range: 0-<last byte>`)."""
+        _, headers, _ = self.request("GET", location, ok=(204,), scope=scope)
+        return _range_end(headers.get("Range"), 0)
 
     def put_manifest(self, repository: str, tag: str, body: bytes, media_type: str) -> str:
         _, headers, _ = self.request("PUT", f"/v2/{repository}/manifests/{tag}", ok=(201,),
                                      headers={"Content-Type": media_type}, data=body,
                                      scope=f"{repository}:push,pull")
         return headers.get("Docker-Content-Digest", "")
+
+
+def _range_end(header: str | None, default: int) -> int:
+    """'0-1048575' -> 1048576 (bytes the registry holds); hostile until it parses."""
+    match = re.fullmatch(r"(?:bytes=)?0-(\d+)", (header or "").strip())
+    return int(match.group(1)) + 1 if match else default
 
 
 def push_blobs(client: Registry, repository: str, blobs: list[tuple[Descriptor, Path | None]],
@@ -384,7 +442,7 @@ def push_blobs(client: Registry, repository: str, blobs: list[tuple[Descriptor, 
         elif mount_from and mount_from != repository and client.mount_blob(repository, desc.digest, mount_from):
             how = "mounted"
         elif path is not None and path.is_file():
-            client.upload_blob(repository, desc.digest, path)
+            client.upload_blob(repository, desc.digest, path, log=log)
             how = "uploaded"
         else:
             raise ImageError(f"blob {desc.digest} is neither in {client.host}/{repository} nor available "
