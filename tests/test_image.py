@@ -25,7 +25,7 @@ import pytest
 from trtis_build.image import oci
 from trtis_build.image.compose import RUNTIME_MODULES
 
-from .conftest import EXAMPLE_TF, REPO, make_project, needs_tf, trtis, write_small_base
+from .conftest import EXAMPLE_TF, REPO, make_project, needs_tf, trtis, write_small_base, free_port
 
 TOOLS = {"skopeo": "skopeo", "umoci": "umoci", "bwrap": "bubblewrap", "mmdebstrap": "mmdebstrap",
          "docker-registry": "docker-registry"}
@@ -229,17 +229,12 @@ def test_launcher_detects_a_changed_library(rootfs, composed):
 
 # ---------------------------------------------------------------- registry
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """Debian's docker-registry (CNCF distribution) with an access log, torn down after."""
     root = tmp_path_factory.mktemp("registry")
-    port = _free_port()
+    port = free_port()
     (root / "config.yml").write_text(
         "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
@@ -314,7 +309,7 @@ def test_bad_bases_are_clear_errors(project, registry, small_base, tmp_path):
     out = tmp_path / "out"
     result = server(project, "--base", f"{registry['host']}/nope:1", "--out", out, check=False)
     _assert_failed_cleanly(result, out, "not found in registry")
-    result = server(project, "--base", f"127.0.0.1:{_free_port()}/base:1", "--out", out, check=False)
+    result = server(project, "--base", f"127.0.0.1:{free_port()}/base:1", "--out", out, check=False)
     _assert_failed_cleanly(result, out, "cannot reach registry")
     result = server(project, "--base", str(tmp_path / "no-such-dir"), "--out", out, check=False)
     _assert_failed_cleanly(result, out, "not found")
@@ -446,7 +441,7 @@ def test_the_image_serves_the_custom_op_in_docker(composed, models, tmp_path):
     import tritonclient.grpc as grpc_client
     import tritonclient.http as http_client
 
-    ports = {"http": _free_port(), "grpc": _free_port(), "metrics": _free_port()}
+    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
     with docker_engine(tmp_path) as docker:
         run(*docker, "load", "-i", str(composed["archive"]), timeout=300)
         run(*docker, "run", "-d", "--name", "trtis-test", "--network", "host", "-v", f"{models}:/models:ro",

@@ -12,24 +12,18 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, trtis
+from tests.conftest import REPO, free_port
 from tests.test_compiler_cache import _build, _digests, _new_project
 from trtis_build.builder import compiler_cache
 
 EXAMPLES = REPO / "examples" / "sccache-dist"
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _render(name: str, values: dict[str, str], out: Path) -> Path:
@@ -53,7 +47,7 @@ def cluster(tmp_path_factory):
         pytest.skip("bubblewrap not installed (scripts/setup.sh installs it)")
     dist = str(Path(sccache).with_name("sccache-dist"))
     work = tmp_path_factory.mktemp("dist")
-    values = {"SCHEDULER_ADDR": f"127.0.0.1:{_free_port()}", "CLIENT_TOKEN": secrets.token_hex(16),
+    values = {"SCHEDULER_ADDR": f"127.0.0.1:{free_port()}", "CLIENT_TOKEN": secrets.token_hex(16),
               "SERVER_TOKEN": secrets.token_hex(16), "BWRAP": bwrap, "CLIENT_DIR": str(work / "client")}
     (work / "client").mkdir()
     procs, logs = [], []
@@ -68,7 +62,7 @@ def cluster(tmp_path_factory):
     for index in (1, 2):
         server_dir = work / f"server{index}"
         server_dir.mkdir()
-        config = _render("server.conf", {**values, "SERVER_ADDR": f"127.0.0.1:{_free_port()}",
+        config = _render("server.conf", {**values, "SERVER_ADDR": f"127.0.0.1:{free_port()}",
                                          "WORK_DIR": str(server_dir)}, work / f"server{index}.conf")
         start("server", config, work / f"server{index}.log")
     try:
