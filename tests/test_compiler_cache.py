@@ -200,7 +200,14 @@ def test_two_clones_share_the_cache_and_publish_identical_bundles(redis_url, tmp
     flagged = _build(second, env)["compiler_cache"]
     missed = {step["output"] for step in flagged["steps"] if step["result"] == "cache miss"}
     assert missed and all(".cc.o" in output for output in missed), flagged
-    last = flagged
+    # A header's text (what a new TensorFlow, TensorRT or torch changes) is in the key: every
+    # compile that includes it misses (the adapter, the CPU and the CUDA kernel all do; a
+    # comment alone would not: the key is the preprocessed text).
+    header = second / "ops" / "torch" / "cached" / "cached_kernel.h"
+    header.write_text(header.read_text() + "\ninline int cached_header_revision() { return 2; }\n")
+    edited = _build(second, env)["compiler_cache"]
+    assert edited["steps"] and all(s["result"] == "cache miss" for s in edited["steps"]), edited
+    last = edited
     if any(step["output"].endswith(".cu.o") for step in cold["steps"]):
         last = _build(second, env, "--cuda-arch", "80")["compiler_cache"]
         assert [s for s in last["steps"] if s["output"].endswith(".cu.o") and s["result"] == "cache miss"], last
