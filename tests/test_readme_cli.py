@@ -72,3 +72,19 @@ def test_the_settings_list_is_the_options_modules():
     keys_line = re.search(r"Keys: (.*?)\. Unknown keys", README, re.S).group(1)
     listed = set(re.findall(r"`([a-z-]+)`", keys_line))
     assert listed == set(_KEYS), (listed ^ set(_KEYS))
+
+
+def test_every_argument_of_every_command_has_help():
+    missing = [f"{name}: {' '.join(action.option_strings) or action.dest}"
+               for name, parser in sorted(_commands().items()) for action in parser._actions
+               if not action.help and not isinstance(action, argparse._HelpAction)]
+    assert not missing, missing
+
+
+def test_commands_show_only_the_options_they_use():
+    commands = _commands()
+    compile_only = {"-j", "--jobs", "--cuda-arch", "--no-cuda"}
+    assert not _options(commands["doctor"]) & (compile_only | {"--bundle", "--build-dir"})
+    assert not _options(commands["ops check"]) & (compile_only | {"--compiler-cache"})
+    assert compile_only | {"--compiler-cache", "--bundle"} <= _options(commands["ops build"])
+    assert compile_only <= _options(commands["ops test"])  # it builds when needed

@@ -12,25 +12,36 @@ from ..core.errors import ConfigError
 from ..core.options import Options, find_project_root, resolve_options
 
 
-def add_build_options(parser) -> None:
+def add_bundle_options(parser) -> None:
     # --bundle, as in `model add` and `server`; --out is kept as an alias.
     parser.add_argument("--bundle", "--out", dest="bundle_dir", metavar="DIR",
                         help="bundle directory (default: build/bundle; --out is an alias)")
     parser.add_argument("--build-dir", metavar="DIR", help="build directory (default: build)")
+
+
+def add_toolchain_options(parser, *, compiler_cache: bool = True) -> None:
+    """What finding the toolchain reads (doctor, check), without what only a compile uses."""
+    parser.add_argument("--tensorrt-root", metavar="DIR", help="TensorRT install (headers in include/)")
+    parser.add_argument("--tensorrt-python-path", metavar="DIR",
+                        help="directory with a TensorRT Python runtime for the plugin checks; one of the "
+                             "headers' major also checks that the autoload shims register")
+    parser.add_argument("--python", metavar="EXE", help="Python interpreter that has TensorFlow")
+    if compiler_cache:
+        parser.add_argument("--compiler-cache", metavar="none|sccache",
+                            help="launch g++ and nvcc through sccache (default: none); sccache's own "
+                                 "environment (SCCACHE_REDIS_ENDPOINT, SCCACHE_BUCKET, SCCACHE_DIR, ...) "
+                                 "picks the storage")
+
+
+def add_build_options(parser) -> None:
+    add_bundle_options(parser)
     parser.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel compile jobs")
     parser.add_argument("--cuda-arch", metavar="LIST",
                         help="CUDA architectures, e.g. 80,90 (default: sm_75 up to the newest "
                              "that nvcc supports, one per major, plus PTX for the newest)")
     parser.add_argument("--no-cuda", action="store_true", default=None,
                         help="build CPU kernels only")
-    parser.add_argument("--tensorrt-root", metavar="DIR", help="TensorRT install (headers in include/)")
-    parser.add_argument("--tensorrt-python-path", metavar="DIR",
-                        help="directory with a TensorRT Python runtime for the plugin checks; one of the "
-                             "headers' major also checks that the autoload shims register")
-    parser.add_argument("--python", metavar="EXE", help="Python interpreter that has TensorFlow")
-    parser.add_argument("--compiler-cache", metavar="none|sccache",
-                        help="launch g++ and nvcc through sccache (default: none); sccache's own "
-                             "environment (SCCACHE_REDIS_ENDPOINT, SCCACHE_BUCKET, SCCACHE_DIR, ...) picks the storage")
+    add_toolchain_options(parser)
 
 
 def options_from(args, **extra: Any) -> Options:

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from .. import frameworks
 from ..builder.driver import load_toolchain
-from .common import add_build_options, options_from, print_json
+from .common import add_toolchain_options, options_from, print_json
 
 
 def register(subparsers) -> None:
     doctor = subparsers.add_parser("doctor", help="show the toolchain found and how to fix what is missing")
-    add_build_options(doctor)
+    add_toolchain_options(doctor)
     doctor.add_argument("--refresh", action="store_true", help="detect again, ignoring the cache")
-    doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     doctor.set_defaults(handler=cmd_doctor)
 
 

@@ -9,7 +9,7 @@ from .. import frameworks
 from ..builder.driver import Progress
 from ..bundle.publish import build
 from ..ops.discover import discover
-from .common import add_build_options, info, options_from, print_json
+from .common import add_build_options, add_bundle_options, add_toolchain_options, info, options_from, print_json
 
 
 def register(subparsers) -> None:
@@ -18,7 +18,8 @@ def register(subparsers) -> None:
 
     add = sub.add_parser("add", help="create ops/<framework>/NAME from a template")
     add.add_argument("name", help="op directory name: a Python-style identifier, e.g. addsub")
-    add.add_argument("--framework", choices=frameworks.names(), default=frameworks.DEFAULT)
+    add.add_argument("--framework", choices=frameworks.names(), default=frameworks.DEFAULT,
+                     help=f"which framework the op is for (default: {frameworks.DEFAULT})")
     add.add_argument("--no-cuda", action="store_true", help="CPU kernel only (no .cu file)")
     add.add_argument("--op-name", help="registered op/plugin name (default: CamelCase of NAME)")
     add.set_defaults(handler=cmd_add)
@@ -39,14 +40,15 @@ def register(subparsers) -> None:
     add_build_options(test)
     test.add_argument("--gpu", action="store_true",
                       help="also run the CUDA kernels on the GPU through the kernel harness")
-    test.add_argument("--json", action="store_true")
+    test.add_argument("--json", action="store_true", help="per-op results as JSON on stdout")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
     test.set_defaults(handler=cmd_test)
 
     check = sub.add_parser("check", help="check the bundle: files, hashes, names, CUDA code")
-    add_build_options(check)
+    add_bundle_options(check)
+    add_toolchain_options(check, compiler_cache=False)
     check.add_argument("--gpu-arch", metavar="ARCH", help="fail unless every CUDA library runs on sm_ARCH")
-    check.add_argument("--json", action="store_true")
+    check.add_argument("--json", action="store_true", help="the check results as JSON on stdout")
     check.set_defaults(handler=cmd_check)
 
 

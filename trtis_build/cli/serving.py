@@ -79,7 +79,7 @@ def register(subparsers) -> None:
                     "with a Python-backend runner config and the framework backend's config (configs/"
                     "python.pbtxt, configs/tensorflow.pbtxt or configs/pytorch.pbtxt; config.pbtxt is the "
                     "one --backend picks), and store reference outputs for `trtis-build smoke`.")
-    add.add_argument("name", metavar="NAME")
+    add.add_argument("name", metavar="NAME", help="model name in the repository (a directory name)")
     source = add.add_mutually_exclusive_group(required=True)
     source.add_argument("--savedmodel", metavar="DIR", help="a TensorFlow SavedModel directory")
     source.add_argument("--torch-program", metavar="FILE",
