@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ..core import process
-from ..core.errors import OpSpecError, ToolchainError
+from ..core.errors import NameConflictError, OpSpecError, ToolchainError
 
 if TYPE_CHECKING:  # types only: the stages above pass these in
     from ..builder.toolchain import Toolchain
@@ -255,6 +255,18 @@ class Framework:
 
     def check_registered(self, op: "OpSpec", entry: dict, library: str) -> None:
         """Further checks of what a library registers, after its names matched op.toml's."""
+
+    @staticmethod
+    def refuse_changed_builtins(op: "OpSpec", entry: dict, library: str, hint: str) -> None:
+        """A library may add kernels only to what it defines: the probe lists the operators it
+        changed that it does not own (a kernel added to a built-in changes every model in the
+        process that uses it), and any one of them refuses the library."""
+        changed = entry.pop("changed_builtins", [])
+        if changed:
+            raise NameConflictError(
+                f"{library} changes operators it does not own: {', '.join(changed[:5])}"
+                + (f" and {len(changed) - 5} more" if len(changed) > 5 else ""), where=str(op.op_toml),
+                hint=f"{hint}; the previous bundle was kept")
 
     def library_fields(self, op: "OpSpec", entry: dict) -> dict[str, Any]:
         """Manifest fields of this framework's library entries beyond the common ones."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..core.errors import ModelError
+from ..core.errors import ModelError, TrtisBuildError
 from ..core.files import scratch_path, sha256_file, swap_directory
 
 VERSION = "1"
@@ -192,6 +192,50 @@ def reference_inputs(signature: Signature, max_batch_size: int, *, length: int =
             value = np.full(dims, b"trtis")  # fixed-width bytes: no pickle in the .npz
         arrays[spec.name] = value
     return arrays
+
+
+def gpu_only_ops(custom: Mapping[str, str], libraries: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The ops (of a model's `custom` op -> library path) whose libraries have kernels for no
+    CPU device, as "Op (GPU)": the bundle's manifest records each op's devices."""
+    by_path = {lib.get("path"): lib for lib in libraries}
+    found = []
+    for op, path in sorted(custom.items()):
+        devices = ((by_path.get(path) or {}).get("devices") or {}).get(op)
+        if devices and "CPU" not in devices:
+            found.append(f"{op} ({', '.join(devices)})")
+    return found
+
+
+def no_gpu_here() -> str | None:
+    """Why kernels cannot run on a GPU on this machine, or None where an NVIDIA GPU is present."""
+    if not any(Path("/dev").glob("nvidia[0-9]*")):
+        return "this machine has no NVIDIA GPU"
+    return None
+
+
+def require_cpu_kernels(custom: Mapping[str, str], libraries: Iterable[Mapping[str, Any]], *, what: str,
+                        hint: str, where: Any = None, error: type[TrtisBuildError] = ModelError) -> None:
+    """Up front, before anything runs: a model whose custom ops have only GPU kernels cannot
+    run on a machine without a GPU (TensorFlow or torch would fail with a trace far later)."""
+    gpu_only = gpu_only_ops(custom, libraries)
+    reason = no_gpu_here() if gpu_only else None
+    if gpu_only and reason:
+        raise error(f"{', '.join(gpu_only)} {'has' if len(gpu_only) == 1 else 'have'} only GPU kernels, and "
+                    f"{reason}: {what}", where=where, hint=hint)
+
+
+def model_gpu_only_check(model_dir: Path, *, what: str, hint: str, error: type[TrtisBuildError]) -> None:
+    """require_cpu_kernels for a model in a repository: its trtis-model.json names the custom
+    ops, its ops/manifest.json their libraries and devices."""
+    metadata = read_metadata(model_dir) or {}
+    custom = (metadata.get("ops") or {}).get("custom") or {}
+    if not custom:
+        return
+    try:
+        libraries = json.loads((model_dir / VERSION / OPS_DIR / "manifest.json").read_text()).get("libraries", [])
+    except (OSError, ValueError):
+        return  # a model made by hand or damaged: the server's own load says what is wrong
+    require_cpu_kernels(custom, libraries, what=what, hint=hint, where=model_dir, error=error)
 
 
 def write_model_ops(bundle_dir: Path, manifest: Mapping[str, Any], libraries: Iterable[dict], ops_dir: Path) -> None:

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from ..core.errors import ToolchainError
-from .models import REFERENCE, TensorSpec, model_dims, read_metadata
+from ..core.errors import ServerError, ToolchainError
+from .models import REFERENCE, TensorSpec, model_dims, model_gpu_only_check, read_metadata
 from .server import ModelStatus, ServerSettings, TritonServer, discover_models
 
 PROTOCOLS = ("http", "grpc")
@@ -217,6 +217,10 @@ def _check_metrics(server: TritonServer, results: list[ModelResult], deadline_s:
 def run_smoke(settings: ServerSettings, models: list[str] | None = None) -> SmokeReport:
     clients = _clients()
     names = models or discover_models(Path(settings.models_dir))
+    for name in names:  # before a server starts: a model that cannot run here fails in seconds, named
+        model_gpu_only_check(Path(settings.models_dir) / name, error=ServerError,
+                             what=f"Triton cannot run model {name} here",
+                             hint="smoke-test it on a machine with a GPU, or give the op a CPU kernel")
     with TritonServer(settings) as server:
         statuses = server.load_models(names)
         results = [_check_model(server, statuses[name], clients) for name in names]

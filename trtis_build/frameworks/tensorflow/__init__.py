@@ -41,6 +41,21 @@ class TensorFlowInfo:
     builtin_ops: frozenset[str] = field(repr=False, default=frozenset())
 
 
+_KERNEL_DEVICE = re.compile(r"Device\(\s*(?:::)?(?:tensorflow::)?(DEVICE_[A-Z]+)\s*\)")
+
+
+def gpu_only(op) -> bool:
+    """Whether the op's sources register kernels for the GPU only (read, not compiled: so that
+    a CPU-only build skips it with that reason instead of failing to link its CUDA code)."""
+    devices = set()
+    for source in (*op.sources, *op.kernel_sources, *op.gpu_sources):
+        try:
+            devices |= set(_KERNEL_DEVICE.findall(Path(source).read_text(errors="replace")))
+        except OSError:
+            continue
+    return "DEVICE_GPU" in devices and "DEVICE_CPU" not in devices
+
+
 def pch_compatible(op) -> bool:
     return not op.cxx_flags and not op.gpu_sources
 
@@ -125,6 +140,9 @@ class TensorFlow(Framework):
     def skip_reason(self, op, toolchain, options):
         if toolchain.framework(self.name) is None:
             return "TensorFlow not found (pip install 'trtis-build[tf]')"
+        if (toolchain.cuda is None or getattr(options, "no_cuda", False)) and gpu_only(op):
+            return ("it has only GPU kernels (REGISTER_KERNEL_BUILDER with DEVICE_GPU, none with DEVICE_CPU) "
+                    "and CUDA is off here" + (" (--no-cuda)" if toolchain.cuda is not None else " (no nvcc)"))
         return None
 
     def cmake_variables(self, info, toolchain, build_dir):
@@ -183,8 +201,14 @@ class TensorFlow(Framework):
                 continue
             results[path] = {"registered": found["ops"],
                              "entry": {"ops": found["ops"], "devices": found["devices"],
-                                       "outputs": found["outputs"], "plugins": []}}
+                                       "outputs": found["outputs"], "plugins": [],
+                                       "changed_builtins": found.get("changed", [])}}
         return results
+
+    def check_registered(self, op, entry, library):
+        self.refuse_changed_builtins(op, entry, library,
+                                     "register kernels only for the ops this library defines (REGISTER_KERNEL_BUILDER "
+                                     "with a name of op.toml's `ops`), never for a TensorFlow built-in")
 
     def allowed_needed(self, info):
         return {info.framework_lib} if info else set()

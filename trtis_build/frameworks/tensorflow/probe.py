@@ -3,12 +3,14 @@
 
 info:       TensorFlow's version, include/lib dirs, compile/link flags, C++ ABI flag and the
             names of its built-in ops (for the shadowing check before compiling).
-registered: for each library, the op names it registers and the devices with kernels.
+registered: for each library, the op names it registers, the devices with kernels, and the
+            kernels it added for ops it does not define (a built-in's: "Add (CPU)").
 """
 
 import json
 import os
 import sys
+from collections import Counter
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -38,12 +40,17 @@ def info():
 
 
 def registered(paths):
-    from tensorflow.core.framework import op_def_pb2
+    from tensorflow.core.framework import kernel_def_pb2, op_def_pb2
     from tensorflow.python.client import pywrap_tf_session as c_api
     from tensorflow.python.framework import kernels
 
+    def kernel_defs():
+        # A multiset: a kernel that duplicates a built-in's is byte-identical to it.
+        return Counter(k.SerializeToString() for k in kernels.get_all_registered_kernels().kernel)
+
     result = {}
     for path in paths:
+        before = kernel_defs()
         try:
             handle = c_api.TF_LoadLibrary(path)
         except Exception as exc:  # the library failed to load: report, don't crash
@@ -57,7 +64,11 @@ def registered(paths):
             name: sorted({k.device_type for k in kernels.get_registered_kernels_for_op(name).kernel})
             for name in ops
         }
-        result[path] = {"ops": ops, "devices": devices,
+        # TensorFlow drops a second REGISTER_OP of a built-in name without a word, but keeps the
+        # kernels registered for it: every kernel the library added for an op it does not define.
+        added = [kernel_def_pb2.KernelDef.FromString(key) for key in kernel_defs() - before]
+        changed = sorted({f"{k.op} ({k.device_type})" for k in added if k.op not in ops})
+        result[path] = {"ops": ops, "devices": devices, "changed": changed,
                         "outputs": {op.name: [a.name for a in op.output_arg] for op in op_list.op}}
     return result
 

@@ -33,7 +33,8 @@ from ...core.errors import ModelError
 from ...serving.models import (AddedModel, OpUse, METADATA, MODEL_NAME, OPS_DIR, REFERENCE, VERSION, Signature,  # noqa: F401
                                TensorSpec, bundle_manifest, config_dims, write_model_ops,
                                io_block as _io_block, model_dims, model_manifest, model_target,
-                               read_metadata, reference_inputs, staged_model, write_configs)
+                               read_metadata, reference_inputs, require_cpu_kernels, staged_model,
+                               write_configs)
 
 SAVEDMODEL_DIR = "model.savedmodel"
 BACKENDS = ("python", "tensorflow")
@@ -222,6 +223,11 @@ def add_model(name: str, savedmodel: Path, *, models_dir: Path, bundle_dir: Path
     for spec in (*signature.inputs, *signature.outputs):
         config_dims(spec, max_batch_size)  # fails early with a clear message
     ops = classify_ops(ops_used(meta_graph), manifest, _is_tf_builtin, bundle=where)
+    if reference:
+        require_cpu_kernels(ops.custom, ops.libraries, where=str(savedmodel),
+                            what="model add runs the model here for its reference outputs",
+                            hint="run `model add` on a machine with a GPU, or pass --no-reference and serve "
+                                 "it on a GPU server (`smoke` here would fail the same way)")
 
     with staged_model(target) as staging:
         version_dir = staging / VERSION

@@ -293,13 +293,8 @@ class Torch(Framework):
         """The schemas must be op.toml's; torch's own operators must be left as they were (a
         kernel added for aten::add changes every model in the process); libtorch_python only
         where op.toml allows it."""
-        changed = entry.pop("changed_builtins", [])
-        if changed:
-            raise NameConflictError(
-                f"{library} changes operators it does not own: {', '.join(changed[:5])}"
-                + (f" and {len(changed) - 5} more" if len(changed) > 5 else ""), where=str(op.op_toml),
-                hint="register kernels only for the operators this op defines (no TORCH_LIBRARY_IMPL for aten or "
-                     "another op's namespace); the previous bundle was kept")
+        self.refuse_changed_builtins(op, entry, library, "register kernels only for the operators this op defines "
+                                                         "(no TORCH_LIBRARY_IMPL for aten or another op's namespace)")
         registered = entry.get("schemas", {})
         for item in op.declared:
             actual = registered.get(str(item), "")

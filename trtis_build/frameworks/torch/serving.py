@@ -36,7 +36,8 @@ from ...core import process
 from ...core.errors import ModelError
 from ...serving.models import (AddedModel, OpUse, METADATA, OPS_DIR, REFERENCE, VERSION, Signature, TensorSpec, bundle_manifest,
                                check_tensor_name, config_dims, write_model_ops, io_block,
-                               model_target, reference_inputs, signature_dict, staged_model, string_parameter,
+                               model_target, reference_inputs, require_cpu_kernels, signature_dict, staged_model,
+                               string_parameter,
                                write_configs)
 from ..base import JSON_MARK
 from . import PROBE, QUIET, RESERVED_NAMESPACES
@@ -433,6 +434,11 @@ def add_model(name: str, program_path: Path, *, models_dir: Path, bundle_dir: Pa
     for spec in (*info.signature.inputs, *info.signature.outputs):
         config_dims(spec, max_batch_size)  # fails early with a clear message
     ops = classify_ops(ops_called(program), manifest, _TorchNamespaces(python), bundle=where)
+    if reference:
+        require_cpu_kernels(ops.custom, ops.libraries, where=str(program_path),
+                            what="model add runs the program here for its reference outputs",
+                            hint="run `model add` on a machine with a GPU, or pass --no-reference and serve it "
+                                 "on a GPU server (`smoke` here would fail the same way)")
 
     forms = {"python": "ok", "pytorch": "not made: --no-reference (the TorchScript form is traced in that run)"}
     with staged_model(target) as staging:
