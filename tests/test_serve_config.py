@@ -108,6 +108,17 @@ def test_signature_errors(pure):
                                                     outputs={"y": tensor_info(1, [1])})})
     with pytest.raises(ModelError, match="no Triton equivalent"):  # DT_COMPLEX64
         model_repo.signature_from_meta_graph(graph)
+    # An output of unknown rank comes from the ops (a custom op without a shape function), not
+    # from the input signature: the error says so and names the fix.
+    graph = NS(signature_def={"serving_default": NS(inputs={"x": tensor_info(1, [1])},
+                                                    outputs={"y": tensor_info(1, [], unknown_rank=True)})})
+    with pytest.raises(ModelError, match="signature output 'y' has an unknown rank.*without SetShapeFn") as error:
+        model_repo.signature_from_meta_graph(graph)
+    assert "input_signature" not in error.value.hint and "SetShapeFn" in error.value.hint
+    graph = NS(signature_def={"serving_default": NS(inputs={"x y": tensor_info(1, [1])},
+                                                    outputs={"y": tensor_info(1, [1])})})
+    with pytest.raises(ModelError, match="signature input 'x y' cannot be a Triton tensor name"):
+        model_repo.signature_from_meta_graph(graph)
 
 
 def test_dims_with_and_without_batching(pure):

@@ -31,7 +31,7 @@ from ...core import process
 from ...core.errors import ModelError
 # The parts every framework's model form shares (re-exported: callers import them from here too).
 from ...serving.models import (AddedModel, OpUse, METADATA, MODEL_NAME, OPS_DIR, REFERENCE, VERSION, Signature,  # noqa: F401
-                               TensorSpec, bundle_manifest, config_dims, write_model_ops,
+                               TensorSpec, bundle_manifest, check_tensor_name, config_dims, write_model_ops,
                                io_block as _io_block, model_dims, model_manifest, model_target,
                                read_metadata, reference_inputs, require_cpu_kernels, staged_model,
                                write_configs)
@@ -96,12 +96,23 @@ def classify_ops(used: Iterable[str], manifest: Mapping[str, Any],
     return OpUse(builtin=tuple(builtin), custom=custom, libraries=libraries)
 
 
-def _tensor_spec(name: str, info, where: str) -> TensorSpec:
+def _tensor_spec(name: str, info, where: str, kind: str) -> TensorSpec:
+    check_tensor_name(name, f"signature {kind}", where, hint="rename it in the tf.function's input_signature "
+                      "(TensorSpec name=) or the returned dict, and save the model again")
     if info.dtype not in TF_DTYPES:
-        raise ModelError(f"signature tensor {name!r} has TensorFlow dtype enum {info.dtype}, "
+        raise ModelError(f"signature {kind} {name!r} has TensorFlow dtype enum {info.dtype}, "
                          "which has no Triton equivalent here", where=where)
+    if info.tensor_shape.unknown_rank and kind == "output":
+        # An input's rank is the input_signature's; an output's comes from the ops' shape
+        # functions, and a custom op registered without one leaves it unknown.
+        raise ModelError(f"signature output {name!r} has an unknown rank; Triton needs one, and TensorFlow "
+                         "could not infer it: an op on its path gives no shape (a custom op registered "
+                         "without SetShapeFn does that)", where=where,
+                         hint="give the op a shape function (REGISTER_OP(...).SetShapeFn("
+                              "::tensorflow::shape_inference::UnchangedShape) or its own), rebuild the bundle and "
+                              "save the model again; or give the output a shape with tf.ensure_shape")
     if info.tensor_shape.unknown_rank:
-        raise ModelError(f"signature tensor {name!r} has an unknown rank; Triton needs one",
+        raise ModelError(f"signature input {name!r} has an unknown rank; Triton needs one",
                          where=where, hint="give the tf.function an input_signature with a shape, "
                                            "e.g. tf.TensorSpec([None], tf.float32)")
     data_type, numpy_dtype = TF_DTYPES[info.dtype]
@@ -115,8 +126,8 @@ def signature_from_meta_graph(meta_graph, key: str = DEFAULT_SIGNATURE, *, where
         raise ModelError(f"the SavedModel has no signature {key!r} (it has: {found})", where=where,
                          hint="save it with signatures={'serving_default': fn} or pass --signature")
     signature = meta_graph.signature_def[key]
-    inputs = tuple(_tensor_spec(n, signature.inputs[n], where) for n in sorted(signature.inputs))
-    outputs = tuple(_tensor_spec(n, signature.outputs[n], where) for n in sorted(signature.outputs))
+    inputs = tuple(_tensor_spec(n, signature.inputs[n], where, "input") for n in sorted(signature.inputs))
+    outputs = tuple(_tensor_spec(n, signature.outputs[n], where, "output") for n in sorted(signature.outputs))
     if not inputs or not outputs:
         raise ModelError(f"signature {key!r} has no inputs or no outputs", where=where)
     return Signature(key, inputs, outputs)
