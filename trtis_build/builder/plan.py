@@ -190,11 +190,13 @@ def _target(op: OpSpec, cuda_enabled: bool, build_dir: Path) -> Target:
         "INCLUDE_DIRS": _paths(op.include_dirs),
         "CXX_FLAGS": list(op.cxx_flags),
         "CUDA_FLAGS": list(op.cuda_flags),
+        "KERNEL_LIBRARY": ["ON" if op.kernel_library else "OFF"],
         **seam.target_arguments(op, build_dir, cuda_enabled),
     }
     return Target(key=op.key, framework=op.framework, name=op.name,
                   library=f"{op.framework}/lib{op.name}.so",
-                  harness=f"kernels/{op.framework}-{op.name}.so" if cuda_enabled and op.cuda_sources else None,
+                  harness=(f"kernels/{op.framework}-{op.name}.so"
+                           if cuda_enabled and op.cuda_sources and op.kernel_library else None),
                   cuda=cuda_enabled and op.has_cuda, sources=sources, extras=seam.extra_outputs(op))
 
 

@@ -78,12 +78,12 @@ def _op_record(op, root: Path) -> dict:
             "registers": list(op.registered_names),
             "sources": rel(op.sources), "kernel_sources": rel(op.kernel_sources),
             "cuda_sources": rel(op.cuda_sources), "gpu_sources": rel(op.gpu_sources),
-            "tests": rel(op.tests), "description": op.description}
+            "tests": rel(op.tests), "description": op.description, "kernel_library": op.kernel_library}
 
 
 # How `ops list` names each source list (op.toml keys; discover decides by content).
 ROLES = (("sources", "adapter (framework headers):"), ("kernel_sources", "kernel (framework-free C++):"),
-         ("cuda_sources", "cuda (framework-free, nvcc):"), ("gpu_sources", "gpu (nvcc with framework headers):"),
+         ("cuda_sources", "cuda (nvcc):"), ("gpu_sources", "gpu (nvcc with framework headers):"),
          ("tests", "tests:"))
 
 
@@ -99,7 +99,8 @@ def cmd_list(args) -> int:
         return 0
     for r in records:
         names = ", ".join(r["registers"])
-        print(f"{r['framework']}/{r['name']}  v{r['version']}  {r['layout']}  registers: {names}")
+        print(f"{r['framework']}/{r['name']}  v{r['version']}  {r['layout']}  registers: {names}"
+              + ("" if r["kernel_library"] else "  (no kernel library)"))
         for key, role in ROLES:
             if r[key]:
                 print(f"    {role:<34} {' '.join(r[key])}")

@@ -27,7 +27,7 @@ VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}")
 SOURCE_KEYS = ("sources", "kernel_sources", "cuda_sources", "gpu_sources")
 # [harness]: how the GPU harness calls the op's CUDA launcher (validated by testing/harness.py).
 COMMON_KEYS = frozenset({"name", "version", "description", "include_dirs", "cxx_flags", "cuda_flags",
-                         "tests", "harness", *SOURCE_KEYS})
+                         "tests", "harness", "kernel_library", *SOURCE_KEYS})
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ class OpSpec:
     # How the framework builds it, from op.toml keys beyond the names (the framework's
     # op_settings; e.g. PyTorch's ABI mode).
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # Whether the framework-free kernel library (kernels/<framework>-<op>.so, the GPU harness's)
+    # is built: op.toml `kernel_library`; by default, where no kernel source includes the framework.
+    kernel_library: bool = True
 
     @property
     def key(self) -> str:
@@ -96,6 +99,14 @@ def _classify(path: Path, seam) -> str | None:
     if name.endswith(".cu"):
         return seam.device_adapter_role if adapter and seam.device_adapter_role else "cuda_sources"
     return "sources" if adapter else "kernel_sources"
+
+
+def _includes_framework(path: Path, seam) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return seam.is_adapter_source(handle.read(SOURCE_READ_LIMIT).decode(errors="replace"))
+    except OSError:
+        return False
 
 
 def _candidate_files(directory: Path) -> list[Path]:
@@ -182,6 +193,12 @@ def load_op(directory: Path, framework: str, *, root: Path, default_namespace: s
     for path in sources["kernel_sources"] + sources["cuda_sources"]:
         if path.parent not in include_dirs:
             include_dirs.append(path.parent)
+    kernel_library = data.get("kernel_library")
+    if kernel_library is not None and not isinstance(kernel_library, bool):
+        raise _fail("'kernel_library' must be true or false", op_toml, "kernel_library")
+    if kernel_library is None:
+        kernel_library = not any(_includes_framework(path, seam)
+                                 for path in sources["kernel_sources"] + sources["cuda_sources"])
     tests = _string_list(data, "tests", op_toml)
     test_files = (_resolve_files(directory, tests, op_toml, "tests", root) if tests is not None
                   else sorted(p.resolve() for p in directory.glob("test_*.py")))
@@ -196,6 +213,7 @@ def load_op(directory: Path, framework: str, *, root: Path, default_namespace: s
         cuda_flags=tuple(_string_list(data, "cuda_flags", op_toml) or ()),
         tests=tuple(test_files),
         settings=seam.op_settings(data, op_toml),
+        kernel_library=kernel_library,
     )
 
 

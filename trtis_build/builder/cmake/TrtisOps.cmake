@@ -12,14 +12,17 @@ set(CMAKE_CXX_EXTENSIONS OFF)
 # Libraries are moved into a bundle and a server image: no build-tree RPATHs.
 set(CMAKE_SKIP_BUILD_RPATH ON)
 
-# trtis_nvcc_objects(<out-var> <tag> SOURCES ... [INCLUDE_DIRS ...] [FLAGS ...])
-# Compiles each source with nvcc into <binary-dir>/<tag>/<file>.o and returns the objects.
+# trtis_nvcc_objects(<out-var> <tag> SOURCES ... [INCLUDE_DIRS ...] [SYSTEM_INCLUDE_DIRS ...] [FLAGS ...])
+# Compiles each source with nvcc into <binary-dir>/<tag>/<tag>.<file>.o and returns the objects.
 function(trtis_nvcc_objects out_var tag)
-  cmake_parse_arguments(PARSE_ARGV 2 A "" "" "SOURCES;INCLUDE_DIRS;FLAGS")
+  cmake_parse_arguments(PARSE_ARGV 2 A "" "" "SOURCES;INCLUDE_DIRS;SYSTEM_INCLUDE_DIRS;FLAGS")
   set(objects)
   set(includes)
   foreach(dir IN LISTS A_INCLUDE_DIRS)
     list(APPEND includes "-I${dir}")
+  endforeach()
+  foreach(dir IN LISTS A_SYSTEM_INCLUDE_DIRS)  # framework headers: not ours to warn about
+    list(APPEND includes -isystem "${dir}")
   endforeach()
   foreach(src IN LISTS A_SOURCES)
     get_filename_component(file "${src}" NAME)
@@ -52,24 +55,29 @@ function(_trtis_cuda_link target)
   endif()
 endfunction()
 
-# The framework-free kernels of one op: CPU kernel objects, nvcc objects, and a harness
-# library (kernels/<framework>-<op>.so) that runs them without any framework.
+# The kernels of one op: CPU kernel objects, nvcc objects, and a harness library
+# (kernels/<framework>-<op>.so) that runs them without any framework, unless KERNEL_LIBRARY
+# is OFF (op.toml `kernel_library`, off by default where a kernel source includes the
+# framework's headers: such code may call the adapter's helpers, which the harness lacks).
+# SYSTEM_INCLUDE_DIRS: headers the framework's kernels may include (TensorRT's plugins do).
 function(_trtis_kernels prefix framework name)
-  cmake_parse_arguments(PARSE_ARGV 3 A "" "" "KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
+  cmake_parse_arguments(PARSE_ARGV 3 A "" "KERNEL_LIBRARY" "KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;SYSTEM_INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
   set(cuda_objects)
   if(TRTIS_CUDA_ENABLED AND A_CUDA_SOURCES)
     trtis_nvcc_objects(cuda_objects ${prefix}_cuda SOURCES ${A_CUDA_SOURCES}
-                       INCLUDE_DIRS ${A_INCLUDE_DIRS} FLAGS ${A_CUDA_FLAGS})
+                       INCLUDE_DIRS ${A_INCLUDE_DIRS} SYSTEM_INCLUDE_DIRS ${A_SYSTEM_INCLUDE_DIRS}
+                       FLAGS ${A_CUDA_FLAGS})
   endif()
   if(A_KERNEL_SOURCES)
     add_library(${prefix}_cpu OBJECT ${A_KERNEL_SOURCES})
     target_include_directories(${prefix}_cpu PRIVATE ${A_INCLUDE_DIRS})
+    target_include_directories(${prefix}_cpu SYSTEM PRIVATE ${A_SYSTEM_INCLUDE_DIRS})
     target_compile_options(${prefix}_cpu PRIVATE ${A_CXX_FLAGS})
     set(cpu_objects "$<TARGET_OBJECTS:${prefix}_cpu>")
   else()
     set(cpu_objects)
   endif()
-  if(TRTIS_CUDA_ENABLED AND cuda_objects)
+  if(TRTIS_CUDA_ENABLED AND cuda_objects AND NOT A_KERNEL_LIBRARY STREQUAL "OFF")
     add_library(${prefix}_harness MODULE ${cpu_objects} ${cuda_objects})
     set_target_properties(${prefix}_harness PROPERTIES
       PREFIX "" OUTPUT_NAME "${framework}-${name}" LINKER_LANGUAGE CXX

@@ -3,11 +3,12 @@
 # trtis_tensorrt_plugin(<name> SOURCES ... [KERNEL_SOURCES ...] [CUDA_SOURCES ...]
 #                       [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...] [CONFIG_HEADER_DIR dir])
 function(trtis_tensorrt_plugin name)
-  cmake_parse_arguments(PARSE_ARGV 1 A "" "CONFIG_HEADER_DIR" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
+  cmake_parse_arguments(PARSE_ARGV 1 A "" "CONFIG_HEADER_DIR;KERNEL_LIBRARY" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
   set(prefix trt_${name})
   _trtis_kernels(${prefix} tensorrt ${name} KERNEL_SOURCES ${A_KERNEL_SOURCES}
                  CUDA_SOURCES ${A_CUDA_SOURCES} INCLUDE_DIRS ${A_INCLUDE_DIRS}
-                 CXX_FLAGS ${A_CXX_FLAGS} CUDA_FLAGS ${A_CUDA_FLAGS})
+                 CXX_FLAGS ${A_CXX_FLAGS} CUDA_FLAGS ${A_CUDA_FLAGS} KERNEL_LIBRARY "${A_KERNEL_LIBRARY}"
+                 SYSTEM_INCLUDE_DIRS ${TRTIS_TRT_INCLUDE_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
   # The adapter in its own object library, so it compiles beside nvcc (see the TensorFlow one).
   add_library(${prefix}_adapter OBJECT ${A_SOURCES})
   set_target_properties(${prefix}_adapter PROPERTIES CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
