@@ -59,3 +59,31 @@ def test_plugin_kernels_that_include_tensorrt_build_without_a_kernel_library(tmp
     assert built["manifest"]["kernel_libraries"] == [] and built["manifest"]["libraries"][0]["cuda_archs"] == ["90"]
     log = (tmp_path / "build" / "build.log").read_text()
     assert "warning" not in log.lower(), log  # -isystem: TensorRT's deprecations are not ours
+
+
+def _exported(library: Path) -> set[str]:
+    import subprocess
+
+    out = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True, check=True).stdout
+    return {line.split()[-1] for line in out.splitlines() if line.split()[1:2] == ["T"]}
+
+
+@pytest.mark.compile
+@pytest.mark.tensorrt
+def test_plugins_export_exactly_tensorrts_entry_points_by_name(tmp_path):
+    shutil.copy(Path(__file__).resolve().parent.parent / "pyproject.toml", tmp_path / "pyproject.toml")
+    trtis("ops", "add", "exp", "--framework", "tensorrt", "--no-cuda", cwd=tmp_path)
+    built = json.loads(trtis("ops", "build", "--no-cuda", "--json", cwd=tmp_path).stdout)
+    library = tmp_path / "build" / "bundle" / built["manifest"]["libraries"][0]["path"]
+    # No visibility attribute in the code (TensorRT's macro is empty outside its build): the
+    # export map exports the entry points, and the kernels and helpers stay inside.
+    assert "visibility" not in (tmp_path / "ops" / "tensorrt" / "exp" / "exp_plugin.cc").read_text()
+    assert _exported(library) == {"getCreators", "setLoggerFinder", "trtis_plugin_check_inputs",
+                                  "trtis_plugin_reference"}
+
+    # getCreators under a C++ name: TensorRT finds nothing to call, and the error says why.
+    adapter = tmp_path / "ops" / "tensorrt" / "exp" / "exp_plugin.cc"
+    adapter.write_text(adapter.read_text().replace("TRTIS_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators",
+                                                   "nvinfer1::IPluginCreatorInterface* const* getCreators"))
+    refused = trtis("ops", "build", "--no-cuda", cwd=tmp_path, check=False)
+    assert refused.returncode != 0 and 'getCreators (and setLoggerFinder) as extern "C"' in refused.stderr, refused.stderr

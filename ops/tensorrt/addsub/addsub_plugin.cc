@@ -23,9 +23,9 @@
 #include "addsub_kernel.h"
 #include "trtis_plugin_config.h"
 
-// TENSORRTAPI is empty outside TensorRT's own build, and plugin libraries are compiled with
-// -fvisibility=hidden: the entry points TensorRT looks up with dlsym are made visible here.
-#define TRTIS_EXPORT extern "C" __attribute__((visibility("default")))
+// The entry points TensorRT looks up with dlsym, as C names: the build exports exactly these
+// (an export map, like TensorRT's own build; TENSORRTAPI is empty outside it).
+#define TRTIS_EXPORT extern "C"
 
 namespace {
 

@@ -168,6 +168,10 @@ class TensorRT(Framework):
         return results
 
     def load_error_hint(self, error):
+        if "getCreators" in error or "SymbolAddress" in error:
+            return ("define getCreators (and setLoggerFinder) as extern \"C\" functions: the library exports them "
+                    "by name (an export map), and a C++ name or a missing definition leaves TensorRT nothing to "
+                    "call; the previous bundle was kept")
         return ("a plugin library must export getCreators and register nothing statically; "
                 "the previous bundle was kept")
 

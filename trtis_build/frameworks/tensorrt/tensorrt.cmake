@@ -1,5 +1,14 @@
 # TensorRT: the CMake function the plan calls per TensorRT op (helpers: builder/cmake/TrtisOps.cmake).
 
+# What a plugin library exports: TensorRT's entry points by name (an export map, as TensorRT's
+# own build does), and nothing else. Hidden visibility is not used for that: code written for
+# TensorRT's export macro, which is empty outside TensorRT's build, would lose getCreators.
+file(CONFIGURE OUTPUT "${CMAKE_BINARY_DIR}/trtis_tensorrt_exports.map" CONTENT "{
+  global: getCreators; getPluginCreators; setLoggerFinder; getInferLibVersion; trtis_plugin_*;
+  local: *;
+};
+")
+
 # trtis_tensorrt_plugin(<name> SOURCES ... [KERNEL_SOURCES ...] [CUDA_SOURCES ...]
 #                       [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...] [CONFIG_HEADER_DIR dir])
 function(trtis_tensorrt_plugin name)
@@ -11,7 +20,7 @@ function(trtis_tensorrt_plugin name)
                  SYSTEM_INCLUDE_DIRS ${TRTIS_TRT_INCLUDE_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
   # The adapter in its own object library, so it compiles beside nvcc (see the TensorFlow one).
   add_library(${prefix}_adapter OBJECT ${A_SOURCES})
-  set_target_properties(${prefix}_adapter PROPERTIES CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+  set_target_properties(${prefix}_adapter PROPERTIES VISIBILITY_INLINES_HIDDEN ON)
   target_include_directories(${prefix}_adapter PRIVATE ${A_CONFIG_HEADER_DIR} ${A_INCLUDE_DIRS})
   target_include_directories(${prefix}_adapter SYSTEM PRIVATE ${TRTIS_TRT_INCLUDE_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
   if(TRTIS_CUDA_ENABLED AND A_CUDA_SOURCES)
@@ -21,7 +30,8 @@ function(trtis_tensorrt_plugin name)
   add_library(${prefix} MODULE $<TARGET_OBJECTS:${prefix}_adapter> ${${prefix}_KERNEL_OBJECTS})
   set_target_properties(${prefix} PROPERTIES OUTPUT_NAME ${name} LINKER_LANGUAGE CXX
     LIBRARY_OUTPUT_DIRECTORY "${TRTIS_OUTPUT_DIR}/tensorrt")
-  target_link_options(${prefix} PRIVATE -Wl,--no-undefined)
+  target_link_options(${prefix} PRIVATE -Wl,--no-undefined "-Wl,--version-script=${CMAKE_BINARY_DIR}/trtis_tensorrt_exports.map")
+  set_property(TARGET ${prefix} APPEND PROPERTY LINK_DEPENDS "${CMAKE_BINARY_DIR}/trtis_tensorrt_exports.map")
   _trtis_cuda_link(${prefix})
   set_property(GLOBAL APPEND PROPERTY TRTIS_LIBRARIES ${prefix})
 
