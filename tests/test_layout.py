@@ -153,6 +153,12 @@ def test_pyproject_lists_every_package():
     listed = set(config["packages"])
     found = {module_name(p, PACKAGE, "trtis_build") for p in PACKAGE.rglob("__init__.py")}
     found |= {module_name(p, SERVER, "trtis_server") for p in SERVER.rglob("__init__.py")}
+    # Directories of data files inside a package are packages to setuptools too.
+    for base, top in ((PACKAGE, "trtis_build"), (SERVER, "trtis_server")):
+        for directory in base.rglob("*"):
+            if (directory.is_dir() and directory.name != "__pycache__" and not (directory / "__init__.py").exists()
+                    and any(f.is_file() for f in directory.iterdir())):
+                found.add(".".join([top, *directory.relative_to(base).parts]))
     assert listed == found
     assert config["package-dir"] == {"trtis_server": "server"}
 
