@@ -3,6 +3,8 @@
 
 import json
 
+import pytest
+
 from tests.conftest import trtis
 
 
@@ -37,3 +39,16 @@ def test_ninja_progress_is_throttled_when_stderr_is_no_terminal():
         on_line(line)
     assert len(seen) == 6  # every line still reaches the build's own callback
     assert echoed == ["  compile      [3/9 12s] Building CXX c.o", "  compile      [5/9 23s] Linking y.so"]
+
+
+def test_ops_test_names_the_extra_that_brings_pytest(monkeypatch):
+    import importlib.util
+
+    from trtis_build.core.errors import ToolchainError
+    from trtis_build.testing import op_tests
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pytest" else real(name, *a))
+    with pytest.raises(ToolchainError, match="not installed") as error:
+        op_tests.require_pytest()
+    assert "trtis-build[dev]" in error.value.hint and error.value.exit_code == 4

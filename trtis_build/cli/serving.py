@@ -151,7 +151,8 @@ def _model_add(args) -> int:
     if kind == "savedmodel":
         from ..frameworks.tensorflow.serving import add_model
 
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+        if not os.environ.get("TRTIS_BUILD_VERBOSE"):  # TensorFlow's start-up chatter only when asked for
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
         added = add_model(args.name, Path(args.savedmodel), signature_key=args.signature or "serving_default",
                           server_models_dir=args.server_models_dir, **common)
         forms = "configs/python.pbtxt, configs/tensorflow.pbtxt"

@@ -214,7 +214,8 @@ def select_backend(prefer: str | None = None) -> ArrayBackend:
         except Exception as exc:  # a framework present but without CUDA support, say
             problems.append(f"{name}: {type(exc).__name__}: {exc}")
     raise GpuUnavailableError("no array library can hold device buffers: " + "; ".join(problems),
-                              hint="install torch (with CUDA) or cupy-cuda13x on the GPU machine")
+                              hint="install the gpu extra on the GPU machine (pip install 'trtis-build[gpu]': "
+                                   "cupy-cuda13x), or a torch with CUDA")
 
 
 # --------------------------------------------------------------------------- kernel specs

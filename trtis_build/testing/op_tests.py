@@ -5,15 +5,24 @@ C++ plugin check); with --gpu, the CUDA kernels run through the harness."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import re
 import sys
 
 from .. import frameworks
 from ..bundle.publish import build
 from ..core import process
-from ..core.errors import TestFailure
+from ..core.errors import TestFailure, ToolchainError
 from . import GPU_REQUESTED
+
+
+def require_pytest() -> None:
+    """The ops' own tests run under pytest: say which extra brings it, not "No module named pytest"."""
+    if importlib.util.find_spec("pytest") is None:
+        raise ToolchainError(f"the ops' tests run under pytest, which is not installed for {sys.executable}",
+                             hint="install the dev extra: pip install 'trtis-build[dev]' (scripts/setup.sh does)")
 
 
 def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
@@ -23,6 +32,10 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
     bundle = result.bundle
     tested = [op for op in result.plan.ops
               if op.tests and any(t.key == op.key for t in result.plan.targets)]
+    if tested:
+        require_pytest()
+    # Frameworks' start-up chatter (oneDNN, absl) stays out of the report unless asked for.
+    quiet = {} if os.environ.get("TRTIS_BUILD_VERBOSE") else {"TF_CPP_MIN_LOG_LEVEL": "3"}
     report = {"bundle": str(bundle.path), "ops": {}}
     failed = []
     for op in tested:
@@ -32,7 +45,7 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", op.directory,
              *map(str, op.tests), *(pytest_args or [])],
             stage="ops test", cwd=op.directory, check=False, live=not as_json, log_path=log,
-            extra_env={"TRTIS_BUNDLE": str(bundle.path.resolve()), "TF_CPP_MIN_LOG_LEVEL": "3",
+            extra_env={"TRTIS_BUNDLE": str(bundle.path.resolve()), **quiet,
                        GPU_REQUESTED: "1" if gpu else "0"})
         summary = completed.output.strip().splitlines()[-1] if completed.output.strip() else ""
         passed = completed.returncode == 0

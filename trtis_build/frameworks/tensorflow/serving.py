@@ -20,6 +20,7 @@ configurations) works on plain values and protobuf messages; `add_model` is the 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from dataclasses import asdict
@@ -207,7 +208,7 @@ def _compute_reference(version_dir: Path, model_dir: Path, signature: Signature,
     np.savez(reference, **{f"input:{name}": value for name, value in inputs.items()})
     process.run([python, version_dir / "model.py", "--reference", reference,
                  "--signature", signature.key], stage="model add",
-                extra_env={"TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300,
+                extra_env={} if os.environ.get("TRTIS_BUILD_VERBOSE") else {"TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300,
                 failure_message="the model does not run in TensorFlow with its copied op libraries",
                 hint="see the last output above; fix the op or the SavedModel and re-run")
     with np.load(reference, allow_pickle=False) as data:
