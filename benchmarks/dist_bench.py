@@ -18,40 +18,18 @@ is the fraction of the work that moved. A fleet's speedup is planned on paper in
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.cache_bench import build, checkout  # noqa: E402  (one way to clone and build)
 from tests.sccache_cluster import cluster  # noqa: E402
 from trtis_build.builder import compiler_cache  # noqa: E402
-
-TRTIS = [sys.executable, "-m", "trtis_build"]
-
-
-def checkout(path: Path) -> Path:
-    path.mkdir(parents=True)
-    shutil.copytree(REPO / "ops", path / "ops", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "pyproject.toml", path / "pyproject.toml")
-    return path
-
-
-def build(project: Path, env: dict, arch: list[str]) -> tuple[float, dict]:
-    started = time.monotonic()
-    result = subprocess.run([*TRTIS, "ops", "build", "--json", *arch], cwd=project, env=env,
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"build failed in {project}:\n{result.stderr[-3000:]}")
-    return time.monotonic() - started, json.loads(result.stdout)
-
 
 def requests_of(log: Path) -> int:
     return sum(1 for line in log.read_text(errors="replace").splitlines() if "get_cached_or_compile:" in line)
