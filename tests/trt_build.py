@@ -1,11 +1,12 @@
 """Build TensorRT plugin libraries by hand for the TensorRT tests, with the flags the CMake
 build must use (the contract in trtis_build/tensorrt.py and the README):
 
-  adapter:  g++ -std=c++17 -O2 -fPIC -fvisibility=hidden -isystem <TensorRT include>
+  adapter:  g++ -std=c++17 -O2 -fPIC -isystem <TensorRT include>
             -isystem <CUDA include> -I<dir of trtis_plugin_config.h> -I<op include dirs>
             [-DTRTIS_WITH_CUDA=1]
   kernels:  g++ (CPU .cc) and nvcc -Xcompiler=-fPIC,-fvisibility=hidden (CUDA .cu)
   link:     g++ -shared ... -l:libcudart_static.a -ldl -lpthread -lrt -Wl,--no-undefined
+            -Wl,--version-script=<frameworks/tensorrt/exports.map> (what is exported)
 
 The tests take library paths from fixtures built with `build_plugin`; to test the real
 bundle instead, point those fixtures at `trtis-build ops build`'s build/bundle/tensorrt/.
@@ -22,7 +23,7 @@ from trtis_build.core import process
 from trtis_build.frameworks.tensorrt.names import PluginId
 from trtis_build.ops.discover import OpSpec
 from trtis_build.frameworks.tensorrt.config_header import write_plugin_config
-from trtis_build.frameworks.tensorrt import AUTOLOAD_SOURCE
+from trtis_build.frameworks.tensorrt import AUTOLOAD_SOURCE, EXPORT_MAP
 from trtis_build.frameworks.tensorrt.headers import TensorRTHeaders
 
 # One SASS arch keeps the tests fast; the real build compiles the configured list.
@@ -53,7 +54,7 @@ def build_plugin(op: OpSpec, out_dir: Path, headers: TensorRTHeaders, *, cuda: b
     config_dir = out_dir / "config"
     write_plugin_config(config_dir, spec.name, spec.declared)
     includes = [f"-I{config_dir}"] + [f"-I{d}" for d in spec.include_dirs]
-    cxx = ["g++", "-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra",
+    cxx = ["g++", "-std=c++17", "-O2", "-fPIC", "-Wall", "-Wextra",
            "-isystem", str(headers.include_dir), "-isystem", str(home / "include"), *includes]
     if cuda:
         cxx.append("-DTRTIS_WITH_CUDA=1")
@@ -75,8 +76,9 @@ def build_plugin(op: OpSpec, out_dir: Path, headers: TensorRTHeaders, *, cuda: b
             objects.append(obj)
         link = [f"-L{home / 'lib64'}", "-l:libcudart_static.a", "-ldl", "-lpthread", "-lrt"]
     library = out_dir / (library_name or f"lib{spec.name}.so")
-    process.run(["g++", "-shared", "-fvisibility=hidden", "-o", str(library), *map(str, objects), *link,
-                 "-Wl,--no-undefined"], stage="test build")
+    # The export map decides what is visible, as in the CMake build (tensorrt.cmake).
+    process.run(["g++", "-shared", "-o", str(library), *map(str, objects), *link,
+                 "-Wl,--no-undefined", f"-Wl,--version-script={EXPORT_MAP}"], stage="test build")
     return library
 
 

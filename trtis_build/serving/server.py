@@ -38,6 +38,7 @@ from typing import Callable, Iterable, Mapping, TextIO
 from ..core import process
 from ..core.errors import ServerError
 
+READY_SETTLE_S = 5.0  # after a successful load, how long a model may take to read ready
 LOOPBACK = "127.0.0.1"
 SHM_DIR = Path("/dev/shm")
 STUB = "triton_python_backend_stub"
@@ -425,7 +426,7 @@ class TritonServer:
                 return ModelStatus(name, False, "UNAVAILABLE", f"the server exited: {self.log_tail(5)}")
             return ModelStatus(name, False, "UNAVAILABLE", f"load request failed: {exc}")
         elapsed = time.monotonic() - started
-        if status == 200 and self.model_ready(name):
+        if status == 200 and self._ready_after_load(name):
             return ModelStatus(name, True, "READY", "", elapsed)
         reason = _error_text(body) if status != 200 else ""
         index = self.repository_index().get(name, {})
@@ -506,6 +507,17 @@ class TritonServer:
             raise
         pool.shutdown()
         return {status.name: status for status in statuses}
+
+    def _ready_after_load(self, name: str, settle_s: float = READY_SETTLE_S) -> bool:
+        """A load answered 200 while the repository index says READY can still read "not
+        ready" for a moment on a loaded machine: ask again for a little while, not forever."""
+        deadline = time.monotonic() + settle_s
+        while True:
+            if self.model_ready(name):
+                return True
+            if time.monotonic() >= deadline or self.repository_index().get(name, {}).get("state") != "READY":
+                return False
+            time.sleep(0.2)
 
     def model_ready(self, name: str) -> bool:
         try:

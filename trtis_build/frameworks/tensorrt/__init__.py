@@ -17,6 +17,7 @@ from .names import PluginId
 
 PLUGIN_KEYS = {"name", "version", "namespace"}
 AUTOLOAD_SOURCE = Path(__import__("trtis_server").__file__).parent / "autoload" / "trtis_autoload.cc"
+EXPORT_MAP = Path(__file__).with_name("exports.map")  # what plugin libraries export (tensorrt.cmake)
 
 
 @dataclass(frozen=True)

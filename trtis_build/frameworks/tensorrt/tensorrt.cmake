@@ -1,13 +1,10 @@
 # TensorRT: the CMake function the plan calls per TensorRT op (helpers: builder/cmake/TrtisOps.cmake).
 
-# What a plugin library exports: TensorRT's entry points by name (an export map, as TensorRT's
-# own build does), and nothing else. Hidden visibility is not used for that: code written for
-# TensorRT's export macro, which is empty outside TensorRT's build, would lose getCreators.
-file(CONFIGURE OUTPUT "${CMAKE_BINARY_DIR}/trtis_tensorrt_exports.map" CONTENT "{
-  global: getCreators; getPluginCreators; setLoggerFinder; getInferLibVersion; trtis_plugin_*;
-  local: *;
-};
-")
+# What a plugin library exports: TensorRT's entry points by name (exports.map, an ld version
+# script, as TensorRT's own build uses), and nothing else. Hidden visibility is not used for
+# that: code written for TensorRT's export macro, empty outside TensorRT's build, would lose
+# getCreators.
+set(TRTIS_TRT_EXPORT_MAP "${CMAKE_CURRENT_LIST_DIR}/exports.map")
 
 # trtis_tensorrt_plugin(<name> SOURCES ... [KERNEL_SOURCES ...] [CUDA_SOURCES ...]
 #                       [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...] [CONFIG_HEADER_DIR dir])
@@ -30,8 +27,8 @@ function(trtis_tensorrt_plugin name)
   add_library(${prefix} MODULE $<TARGET_OBJECTS:${prefix}_adapter> ${${prefix}_KERNEL_OBJECTS})
   set_target_properties(${prefix} PROPERTIES OUTPUT_NAME ${name} LINKER_LANGUAGE CXX
     LIBRARY_OUTPUT_DIRECTORY "${TRTIS_OUTPUT_DIR}/tensorrt")
-  target_link_options(${prefix} PRIVATE -Wl,--no-undefined "-Wl,--version-script=${CMAKE_BINARY_DIR}/trtis_tensorrt_exports.map")
-  set_property(TARGET ${prefix} APPEND PROPERTY LINK_DEPENDS "${CMAKE_BINARY_DIR}/trtis_tensorrt_exports.map")
+  target_link_options(${prefix} PRIVATE -Wl,--no-undefined "-Wl,--version-script=${TRTIS_TRT_EXPORT_MAP}")
+  set_property(TARGET ${prefix} APPEND PROPERTY LINK_DEPENDS "${TRTIS_TRT_EXPORT_MAP}")
   _trtis_cuda_link(${prefix})
   set_property(GLOBAL APPEND PROPERTY TRTIS_LIBRARIES ${prefix})
 
