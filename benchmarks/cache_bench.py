@@ -31,15 +31,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import free_port  # noqa: E402  (one helper for the tests' and benchmarks' servers)
 TRTIS = [sys.executable, "-m", "trtis_build"]
 TARGET_CLONE_RATIO = 0.35
 TARGET_HITS = 0.95
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:

@@ -11,10 +11,11 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
+
+from tests.conftest import free_port
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "sccache-dist"
 
@@ -22,11 +23,6 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "sccache-dist"
 class ClusterUnavailable(Exception):
     """What this machine lacks for a cluster (the caller skips or fails with it)."""
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def render(name: str, values: dict[str, str], out: Path) -> Path:
@@ -50,7 +46,7 @@ def cluster(work: Path, sccache: str, servers: int = 2, timeout: float = 30):
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise ClusterUnavailable("bubblewrap not installed (scripts/setup.sh installs it)")
-    values = {"SCHEDULER_ADDR": f"127.0.0.1:{_free_port()}", "CLIENT_TOKEN": secrets.token_hex(16),
+    values = {"SCHEDULER_ADDR": f"127.0.0.1:{free_port()}", "CLIENT_TOKEN": secrets.token_hex(16),
               "SERVER_TOKEN": secrets.token_hex(16), "BWRAP": bwrap, "CLIENT_DIR": str(work / "client")}
     (work / "client").mkdir(parents=True)
     env = {**os.environ, "SCCACHE_NO_DAEMON": "1", "SCCACHE_LOG": "info"}
@@ -66,7 +62,7 @@ def cluster(work: Path, sccache: str, servers: int = 2, timeout: float = 30):
         start("scheduler", render("scheduler.conf", values, work / "scheduler.conf"), work / "scheduler.log")
         for index in range(1, servers + 1):
             (work / f"server{index}").mkdir()
-            config = render("server.conf", {**values, "SERVER_ADDR": f"127.0.0.1:{_free_port()}",
+            config = render("server.conf", {**values, "SERVER_ADDR": f"127.0.0.1:{free_port()}",
                                             "WORK_DIR": str(work / f"server{index}")}, work / f"server{index}.conf")
             start("server", config, work / f"server{index}.log")
         deadline = time.monotonic() + timeout
