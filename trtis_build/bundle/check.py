@@ -41,6 +41,17 @@ def _check_library(bundle, library: dict, gpu_arch: str | None) -> dict:
     return entry
 
 
+def _print_check(title: str, checked: dict) -> None:
+    """A framework's check report as lines (its failures also end up in the error)."""
+    if "skipped" in checked:
+        print(f"{title}: not run: {checked['skipped']}", file=sys.stderr)
+        return
+    print(f"{title}: {'ok' if checked.get('ok') else 'FAILED'}", file=sys.stderr)
+    for label, key in (("FAIL", "failures"), ("needs a GPU, not checked here", "needs_gpu"), ("warning", "warnings")):
+        for line in checked.get(key, []):
+            print(f"  {label}: {line}", file=sys.stderr)
+
+
 def check_bundle(options, *, gpu_arch: str | None = None, as_json: bool = False) -> int:
     bundle = options.bundle_dir
     manifest = read_manifest(bundle)
@@ -79,8 +90,7 @@ def check_bundle(options, *, gpu_arch: str | None = None, as_json: bool = False)
         for seam in frameworks.all():
             checked = report.get(seam.check_name) if seam.check_name else None
             if checked:
-                print(f"{seam.check_name.replace('_', ' ')}: {'ok' if checked.get('ok') else checked}",
-                      file=sys.stderr)
+                _print_check(seam.check_name.replace("_", " "), checked)
     if problems:
         raise BundleError("bundle check failed: " + "; ".join(problems), where=bundle,
                           hint="rebuild with `trtis-build ops build` (use --cuda-arch to add architectures)")

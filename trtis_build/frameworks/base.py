@@ -153,8 +153,10 @@ class Framework:
         default_namespace: the project's namespace for frameworks whose names have one."""
         raise NotImplementedError
 
-    def op_settings(self, data: Mapping[str, Any], op_toml: Path) -> dict[str, Any]:
-        """How this op is built, from op.toml keys beyond its names (op.settings)."""
+    def op_settings(self, data: Mapping[str, Any], op_toml: Path, *, declared: tuple = (),
+                    adapter_sources: tuple[Path, ...] = ()) -> dict[str, Any]:
+        """How this op is built and tested, from op.toml keys beyond its names (op.settings);
+        `declared` is what declare() returned, `adapter_sources` the op's adapter files."""
         return {}
 
     def default_registered_name(self, name: str) -> str:
@@ -171,6 +173,10 @@ class Framework:
     def builtin_conflicts(self, op: "OpSpec", info: Any) -> list[str]:
         """Declared names that shadow the framework's own (checked before compiling)."""
         return sorted(name for name in op.registered_names if self.is_builtin(name, info))
+
+    def builtin_hint(self, name: str) -> str:
+        """How to fix a declared name that builtin_conflicts found."""
+        return f"choose a name with a project prefix, e.g. 'MyTeam{name}'"
 
     def is_builtin(self, registered: str, info: Any) -> bool:
         """Whether a name is one of the framework's own (`ops add --op-name` must not take it)."""

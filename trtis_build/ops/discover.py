@@ -78,35 +78,68 @@ SOURCE_READ_LIMIT = 1 << 20  # bytes of a source read to decide its role
 SOURCE_SUFFIXES = (".cu", ".cc", ".cpp", ".cxx")
 
 
-def _classify(path: Path, seam) -> str | None:
+LOCAL_INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"\n]+)"', re.M)
+INCLUDE_SCAN_LIMIT = 400  # files read per source, following its own headers
+
+
+class FrameworkReach:
+    """Whether a source needs the framework: it includes the framework's headers or registers
+    with it, itself or through the project's own headers (`#include "..."`, resolved beside the
+    including file, then in the op's include directories, never outside the project), as
+    TensorRT's plugins do with their common/ helpers. One per op: headers are read once."""
+
+    def __init__(self, seam, include_dirs: list[Path], root: Path):
+        self.seam, self.include_dirs, self.root = seam, include_dirs, root
+        self.direct: dict[Path, tuple[bool, list[Path]]] = {}
+
+    def _read(self, path: Path) -> tuple[bool, list[Path]]:
+        if path not in self.direct:
+            try:
+                with open(path, "rb") as handle:
+                    text = handle.read(SOURCE_READ_LIMIT).decode(errors="replace")
+            except OSError:
+                text = ""
+            included = []
+            for name in LOCAL_INCLUDE.findall(text):
+                for base in (path.parent, *self.include_dirs):
+                    candidate = (base / name).resolve()
+                    if candidate.is_file() and self.root in candidate.parents:
+                        included.append(candidate)
+                        break
+            self.direct[path] = (self.seam.is_adapter_source(text), included)
+        return self.direct[path]
+
+    def __call__(self, path: Path) -> bool:
+        seen, pending = set(), [path.resolve()]
+        while pending and len(seen) < INCLUDE_SCAN_LIMIT:
+            current = pending.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            uses, included = self._read(current)
+            if uses:
+                return True
+            pending += included
+        return False
+
+
+def _classify(path: Path, needs_framework: FrameworkReach) -> str | None:
     """Which source list a file belongs to, by what it is (op.toml can override): a C++ file
-    that includes the framework's headers or registers with it is an adapter (`sources`),
-    compiled with the framework's headers whatever its name (TensorFlow's guides call theirs
-    *_kernels.cc); other C++ is a framework-free kernel. A .cu file is framework-free CUDA,
-    unless it includes the framework, which only a framework with such a role (TensorFlow's
-    classic *.cu.cc) can compile."""
+    that needs the framework (FrameworkReach) is an adapter (`sources`), compiled with the
+    framework's headers whatever its name (TensorFlow's guides call theirs *_kernels.cc);
+    other C++ is a framework-free kernel. A .cu file is CUDA for nvcc, which only a framework
+    with such a role (TensorFlow's classic *.cu.cc) compiles with the framework's flags; TensorRT's
+    get its headers there too (the plan's SYSTEM include directories)."""
     name = path.name
     if name.endswith((".cu.cc", ".cu.cpp")):
         return "gpu_sources"
     if not name.endswith(SOURCE_SUFFIXES):
         return None
-    try:
-        with open(path, "rb") as handle:
-            text = handle.read(SOURCE_READ_LIMIT).decode(errors="replace")
-    except OSError:
-        return None
-    adapter = seam.is_adapter_source(text)
+    adapter = needs_framework(path)
+    seam = needs_framework.seam
     if name.endswith(".cu"):
         return seam.device_adapter_role if adapter and seam.device_adapter_role else "cuda_sources"
     return "sources" if adapter else "kernel_sources"
-
-
-def _includes_framework(path: Path, seam) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return seam.is_adapter_source(handle.read(SOURCE_READ_LIMIT).decode(errors="replace"))
-    except OSError:
-        return False
 
 
 def _candidate_files(directory: Path) -> list[Path]:
@@ -133,7 +166,8 @@ def _resolve_files(directory: Path, names: list[str], op_toml: Path, key: str, r
     return files
 
 
-def _sources(data: dict, directory: Path, op_toml: Path, root: Path, framework: str) -> dict[str, list[Path]]:
+def _sources(data: dict, directory: Path, op_toml: Path, root: Path,
+             needs_framework: FrameworkReach) -> dict[str, list[Path]]:
     explicit = {key: _string_list(data, key, op_toml) for key in SOURCE_KEYS}
     listed = {
         key: _resolve_files(directory, names, op_toml, key, root)
@@ -141,14 +175,13 @@ def _sources(data: dict, directory: Path, op_toml: Path, root: Path, framework: 
     }
     taken = {path for paths in listed.values() for path in paths}
     found: dict[str, list[Path]] = {key: [] for key in SOURCE_KEYS}
-    seam = frameworks.get(framework)
     for path in _candidate_files(directory):
         if not path.name.endswith(SOURCE_SUFFIXES) or not path.is_file() or path.resolve() in taken:
             continue
         if root not in path.resolve().parents:  # a link found by convention: the rule for listed ones
             raise _fail(f"{path.relative_to(directory)} is a link to {path.resolve()}, outside the project "
                         f"{root}", op_toml, "sources", hint="copy the file into the project, or remove the link")
-        kind = _classify(path, seam)
+        kind = _classify(path, needs_framework)
         if kind and explicit[kind] is None:
             found[kind].append(path.resolve())
     return {key: listed.get(key, found[key]) for key in SOURCE_KEYS}
@@ -164,7 +197,8 @@ def load_op(directory: Path, framework: str, *, root: Path, default_namespace: s
     op_toml = directory / OP_TOML
     if not op_toml.is_file():
         raise OpSpecError(f"op directory has no {OP_TOML}", where=directory,
-                          hint=f"add {OP_TOML} (see `trtis-build ops add --help`) or remove the directory")
+                          hint=f"add {OP_TOML} (see `trtis-build ops add --help`) or remove the directory; a folder "
+                               "of shared code is fine once an op uses it (include_dirs or sources)")
     try:
         data: dict[str, Any] = tomllib.loads(op_toml.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -183,12 +217,13 @@ def load_op(directory: Path, framework: str, *, root: Path, default_namespace: s
         raise _fail(f"'version' {version!r} is not a version", op_toml, "version",
                     hint='write it as version = "1.0" (letters, digits, ".", "-", "+", "_")')
     description = _string(data, "description", op_toml, required=False)
-    sources = _sources(data, directory, op_toml, root, framework)
+    include_dirs = [directory] + _resolve_dirs(data, directory, op_toml)
+    needs_framework = FrameworkReach(seam, include_dirs, root)
+    sources = _sources(data, directory, op_toml, root, needs_framework)
     if not sources["sources"]:
         raise _fail(f"no adapter source found: no C++ file below {directory.name}/ includes {seam.title}'s "
                     "headers or registers with it", op_toml, "sources",
                     hint="add the adapter (the file with the registration), or list it under 'sources'")
-    include_dirs = [directory] + _resolve_dirs(data, directory, op_toml)
     # Kernels shared from another op directory bring their headers along.
     for path in sources["kernel_sources"] + sources["cuda_sources"]:
         if path.parent not in include_dirs:
@@ -197,22 +232,22 @@ def load_op(directory: Path, framework: str, *, root: Path, default_namespace: s
     if kernel_library is not None and not isinstance(kernel_library, bool):
         raise _fail("'kernel_library' must be true or false", op_toml, "kernel_library")
     if kernel_library is None:
-        kernel_library = not any(_includes_framework(path, seam)
-                                 for path in sources["kernel_sources"] + sources["cuda_sources"])
+        kernel_library = not any(needs_framework(path) for path in sources["kernel_sources"] + sources["cuda_sources"])
     tests = _string_list(data, "tests", op_toml)
     test_files = (_resolve_files(directory, tests, op_toml, "tests", root) if tests is not None
                   else sorted(p.resolve() for p in directory.glob("test_*.py")))
+    declared = seam.declare(data, op_toml, default_namespace=default_namespace)
     return OpSpec(
         name=name, framework=framework, directory=directory, version=version,
         description=description,
-        declared=seam.declare(data, op_toml, default_namespace=default_namespace),
+        declared=declared,
         sources=tuple(sources["sources"]), kernel_sources=tuple(sources["kernel_sources"]),
         cuda_sources=tuple(sources["cuda_sources"]), gpu_sources=tuple(sources["gpu_sources"]),
         include_dirs=tuple(include_dirs),
         cxx_flags=tuple(_string_list(data, "cxx_flags", op_toml) or ()),
         cuda_flags=tuple(_string_list(data, "cuda_flags", op_toml) or ()),
         tests=tuple(test_files),
-        settings=seam.op_settings(data, op_toml),
+        settings=seam.op_settings(data, op_toml, declared=declared, adapter_sources=tuple(sources["sources"])),
         kernel_library=kernel_library,
     )
 
@@ -230,14 +265,25 @@ def _resolve_dirs(data: dict, directory: Path, op_toml: Path) -> list[Path]:
 def discover(root: Path, *, default_namespace: str = "") -> list[OpSpec]:
     """Every op under root/ops/<framework>/, sorted by (framework, name).
 
-    Directories whose name starts with '.' or '_' are skipped (scratch, __pycache__)."""
-    ops = []
+    Directories whose name starts with '.' or '_' are skipped (scratch, __pycache__), and so
+    is a directory without op.toml whose files an op uses (shared code, like the common/ folder
+    beside TensorRT's plugins); any other directory without op.toml is an error."""
+    ops, without_toml = [], []
     for framework in frameworks.names():
         base = root / "ops" / framework
         if not base.is_dir():
             continue
         for directory in sorted(base.iterdir()):
-            if directory.is_dir() and not directory.name.startswith((".", "_")):
-                ops.append(load_op(directory, framework, root=root.resolve(),
-                                   default_namespace=default_namespace))
+            if not directory.is_dir() or directory.name.startswith((".", "_")):
+                continue
+            if not (directory / OP_TOML).is_file():
+                without_toml.append((directory, framework))
+                continue
+            ops.append(load_op(directory, framework, root=root.resolve(), default_namespace=default_namespace))
+    for directory, framework in without_toml:
+        shared = directory.resolve()
+        used = any(shared == path or shared in path.parents for op in ops
+                   for path in (*op.include_dirs, *op.sources, *op.kernel_sources, *op.cuda_sources, *op.gpu_sources))
+        if not used:
+            load_op(directory, framework, root=root.resolve(), default_namespace=default_namespace)  # raises
     return ops

@@ -35,7 +35,7 @@ def check_declared(ops: Iterable[OpSpec], infos: Mapping[str, Any] | None = None
             raise NameConflictError(
                 f"{seam.name_kind} name(s) {', '.join(shadowing)} are {seam.title} built-ins",
                 where=str(op.op_toml),
-                hint=f"choose a name with a project prefix, e.g. 'MyTeam{shadowing[0]}'")
+                hint=seam.builtin_hint(shadowing[0]))
 
 
 def compare_registered(op: OpSpec, registered: Iterable[str], library: str) -> None:

@@ -49,10 +49,15 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
                        GPU_REQUESTED: "1" if gpu else "0"})
         summary = completed.output.strip().splitlines()[-1] if completed.output.strip() else ""
         passed = completed.returncode == 0
+        status = "PASS" if passed else "FAIL"
+        if completed.returncode == 5 and pytest_args and re.search(r"\b\d+ deselected\b", summary):
+            # `ops test -- -k NAME` selected none of this op's tests: not run, not failed.
+            report["ops"][op.key] = {"passed": False, "status": "DESELECTED", "summary": summary, "log": str(log)}
+            continue
         if passed and not re.search(r"\b\d+ passed\b", summary):
             # Every test skipped (a missing module, no GPU...): nothing was checked.
-            passed, summary = False, f"no test ran ({summary or 'no output'})"
-        report["ops"][op.key] = {"passed": passed, "summary": summary, "log": str(log)}
+            passed, status, summary = False, "SKIP", f"no test ran ({summary or 'no output'})"
+        report["ops"][op.key] = {"passed": passed, "status": status, "summary": summary, "log": str(log)}
         if not passed:
             failed.append(op.key)
     by_key = {op.key: op for op in result.plan.ops}
@@ -64,6 +69,7 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
             if entry is None:
                 untested.append(target.key)
                 continue
+            entry.setdefault("status", "PASS" if entry["passed"] else "FAIL")
             report["ops"][target.key] = entry
             if not entry["passed"]:
                 failed.append(target.key)
@@ -77,20 +83,29 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
         if any(r.status == "failed" for r in gpu_results):
             failed.append("gpu kernel checks")
     report["untested"] = untested
+    report["not_built"] = [{"op": key, "reason": reason} for key, reason in result.plan.skipped]
     if as_json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         for key, entry in report["ops"].items():
-            print(f"{'PASS' if entry['passed'] else 'FAIL'}  {key}  {entry['summary']}", file=sys.stderr)
+            print(f"{entry['status']}  {key}  {entry['summary']}", file=sys.stderr)
     for key in untested:
         print(f"NO TEST  {key}  (add a test_*.py to its directory: `ops add` writes one to start from)",
               file=sys.stderr)
+    for key, reason in result.plan.skipped:
+        print(f"NOT BUILT  {key}  ({reason})", file=sys.stderr)
     if not report["ops"]:
         print("no op has a test file (test_*.py in its directory)", file=sys.stderr)
     if failed:
-        raise TestFailure(f"tests failed for {', '.join(failed)}",
+        not_run = [key for key in failed if report["ops"].get(key, {}).get("status") == "SKIP"]
+        broken = [key for key in failed if key not in not_run]
+        parts = ([f"tests failed for {', '.join(broken)}"] if broken else []) + (
+            [f"nothing was checked for {', '.join(not_run)} (SKIP: the reason is above)"] if not_run else [])
+        raise TestFailure("; ".join(parts),
                           where=", ".join(report["ops"][k]["log"] for k in failed if k in report["ops"]),
-                          hint="read the log(s); rerun one with `trtis-build ops test -- -x -k NAME`")
+                          hint="read the log(s); rerun one with `trtis-build ops test -- -x -k NAME`" if broken
+                          else "run them where they can run: on a machine with a GPU, or with what the reason names "
+                               "installed")
     return 0
 

@@ -14,8 +14,11 @@ from . import registry
 from .config_header import write_plugin_config
 from .headers import find_tensorrt
 from .names import PluginId
+from .nvinfer_plugins import collides
+from .registration import registration_mode
+from .test_cases import read_cases
 
-PLUGIN_KEYS = {"name", "version", "namespace"}
+PLUGIN_KEYS = {"name", "version", "namespace", "tests"}
 AUTOLOAD_SOURCE = Path(__import__("trtis_server").__file__).parent / "autoload" / "trtis_autoload.cc"
 EXPORT_MAP = Path(__file__).with_name("exports.map")  # what plugin libraries export (tensorrt.cmake)
 
@@ -41,7 +44,7 @@ class TensorRT(Framework):
     name_kind = "TensorRT plugin"
     cmake_prefix = "trt"
     cmake_function = "trtis_tensorrt_plugin"
-    op_keys = frozenset({"plugins", "namespace"})
+    op_keys = frozenset({"plugins", "namespace", "registration"})
     env_keys = ("TENSORRT_ROOT",)
     base_version_keys = ("org.trtis-build.base.tensorrt.version", "TENSORRT_VERSION", "TRT_VERSION")
     skew_parts = 1
@@ -76,11 +79,27 @@ class TensorRT(Framework):
             raise field_error("[[plugins]] lists one (name, version, namespace) twice", op_toml, "plugins")
         return tuple(plugins)
 
+    def op_settings(self, data, op_toml, *, declared=(), adapter_sources=()):
+        """How the library registers (registration.py) and the test cases of each plugin
+        (test_cases.py), in declaration order."""
+        entries = data.get("plugins", [])
+        tests = tuple((plugin, cases) for index, (plugin, entry) in enumerate(zip(declared, entries))
+                      if (cases := read_cases(entry, op_toml, f"plugins[{index}]")))
+        return {"registration": registration_mode(data, op_toml, adapter_sources), "tests": tests}
+
     def bare_names(self, op):
         return {plugin.name for plugin in op.declared}
 
     def conflict_hint(self):
         return "each name must belong to one op: rename one of them or give it another namespace"
+
+    def builtin_conflicts(self, op, info):
+        # libnvinfer_plugin's names, in the namespace it registers them in ("").
+        return sorted(str(plugin) for plugin in op.declared if collides(plugin.name, plugin.namespace))
+
+    def builtin_hint(self, name):
+        return ("TensorRT's plugin library (libnvinfer_plugin, which Triton loads in every server) registers it in "
+                "namespace \"\": give the op a namespace (namespace = \"myteam\" in op.toml) or rename the plugin")
 
     def scaffold_names(self, registered):
         if not _valid(registered):
@@ -136,8 +155,22 @@ class TensorRT(Framework):
     def cmake_variables(self, info, toolchain, build_dir):
         return {"TRTIS_TRT_INCLUDE_DIR": info.include_dir, "TRTIS_AUTOLOAD_SOURCE": str(AUTOLOAD_SOURCE)}
 
+    def failure_hint(self, log):
+        if re.search(r"undefined reference to `getPluginRegistry", log):
+            return ("the code calls TensorRT's global registry (getPluginRegistry), which a plugin library loaded "
+                    "with loadLibrary does not link: register with REGISTER_TENSORRT_PLUGIN (trtis-build collects "
+                    "those into a generated getCreators) or return the creators from getCreators")
+        if re.search(r"kernels/tensorrt-\w+\.so", log) and "undefined reference" in log:
+            return ("the op's kernels call code of its plugin sources, so they cannot form a framework-free kernel "
+                    "library: set kernel_library = false in op.toml")
+        if re.search(r"undefined reference to `cuda[A-Z]", log):
+            return ("the plugin calls the CUDA runtime, which a --no-cuda build leaves out with the CUDA sources: "
+                    "build with CUDA, or guard those calls with #if TRTIS_WITH_CUDA")
+        return None
+
     def target_arguments(self, op, build_dir, cuda_enabled):
-        return {"CONFIG_HEADER_DIR": [str(build_dir / "generated" / self.name / op.name)]}
+        return {"CONFIG_HEADER_DIR": [str(build_dir / "generated" / self.name / op.name)],
+                "REGISTRATION": [op.settings["registration"]]}
 
     def extra_outputs(self, op):
         # The shim that registers the plugin library when merely dlopened (Triton's plugins=).
@@ -186,26 +219,31 @@ class TensorRT(Framework):
         """A plugin op without a Python test: the C++ plugin check is its test."""
         import json
 
-        from .plugin_check import check_libraries
+        from .plugin_check import check_libraries, summarize
 
         log = options.build_dir / f"test-{op.framework}-{op.name}.log"
-        checked = check_libraries(options, toolchain, [bundle / target.library], list(op.declared))
+        checked = check_libraries(options, toolchain, [bundle / target.library], list(op.declared),
+                                  cases=op.settings["tests"])
         log.write_text(json.dumps(checked, indent=2) + "\n")
-        if "skipped" in checked:
-            return {"passed": True, "summary": f"plugin check skipped: {checked['skipped']}", "log": str(log)}
-        if checked["ok"]:
-            summary = f"plugin check: {', '.join(checked['plugins'])} created, cloned, serialized and recreated"
-        else:
-            summary = "plugin check failed: " + "; ".join(checked["failures"])
-        return {"passed": checked["ok"], "summary": summary, "log": str(log)}
+        status, summary = summarize(checked)
+        return {"passed": status == "PASS", "status": status, "summary": summary, "log": str(log)}
+
+    def library_fields(self, op, entry):
+        # The op's test cases travel with the bundle, so `ops check` runs them wherever it is.
+        tests = [{"plugin": plugin.as_dict(), "cases": [case.as_dict() for case in cases]}
+                 for plugin, cases in op.settings["tests"]]
+        return {"registration": op.settings["registration"], **({"plugin_tests": tests} if tests else {})}
 
     def check_bundle(self, options, toolchain, bundle, libraries):
         from .plugin_check import check_libraries
+        from .test_cases import PluginTestCase
 
         if not libraries:
             return None
         expect = [PluginId.from_dict(p) for lib in libraries for p in lib["plugins"]]
-        return check_libraries(options, toolchain, [bundle / lib["path"] for lib in libraries], expect)
+        cases = [(PluginId.from_dict(test["plugin"]), [PluginTestCase.from_dict(case) for case in test["cases"]])
+                 for lib in libraries for test in lib.get("plugin_tests", [])]
+        return check_libraries(options, toolchain, [bundle / lib["path"] for lib in libraries], expect, cases=cases)
 
     # image ------------------------------------------------------------------------------
     def image_labels(self, libraries):

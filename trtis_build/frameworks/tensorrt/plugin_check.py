@@ -16,9 +16,11 @@ from ...core import process
 from ...core.errors import CommandError, ToolchainError
 from .headers import TensorRTHeaders
 from .names import PluginId
+from .test_cases import PluginTestCase, cases_file_text
 
 CHECKS_DIR = Path(__file__).parent / "plugin_check"
-CHECK_SOURCES = ("plugin_check.cc", "plugin_check_enqueue.h", "plugin_check_support.h", "plugin_check_json.h")
+CHECK_SOURCES = ("plugin_check.cc", "plugin_check_cases.h", "plugin_check_enqueue.h", "plugin_check_support.h",
+                 "plugin_check_json.h")
 
 def check_program_command(cxx: str, headers: TensorRTHeaders, cuda_include: Path, output: Path) -> list[str]:
     """g++ command for plugin_check: TensorRT and CUDA headers only (the TensorRT headers
@@ -64,12 +66,18 @@ class PluginCheckResult:
 
 
 def run_plugin_check(program: Path, libraries: Iterable[Path], *, expect: Iterable[PluginId] = (),
+                     cases: Sequence[tuple[PluginId, Sequence[PluginTestCase]]] = (),
                      enqueue: bool = False, extra_args: Sequence[str] = (),
                      timeout: float = 300) -> PluginCheckResult:
-    """Run plugin_check; check failures come back in the result, a crash or bad usage raises."""
+    """Run plugin_check; check failures come back in the result, a crash or bad usage raises.
+    `cases`: op.toml's test cases per plugin (test_cases.py)."""
     with tempfile.TemporaryDirectory(prefix="trtis-plugin-check-") as tmp:
         report_path = Path(tmp) / "report.json"
         command = [str(program), "--json", str(report_path)]
+        if cases:
+            cases_path = Path(tmp) / "cases.tsv"
+            cases_path.write_text(cases_file_text(cases))
+            command += ["--cases", str(cases_path)]
         command += [arg for plugin in expect for arg in ("--expect", f"{plugin.name}:{plugin.version}:{plugin.namespace}")]
         command += (["--enqueue"] if enqueue else []) + list(extra_args) + [str(lib) for lib in libraries]
         done = process.run(command, stage="ops check", check=False, timeout=timeout)
@@ -85,10 +93,11 @@ def run_plugin_check(program: Path, libraries: Iterable[Path], *, expect: Iterab
                              warnings=tuple(report.get("warnings", [])), report=report)
 
 
-def check_libraries(options, tc, libraries: list[Path], expect: list[PluginId]) -> dict:
+def check_libraries(options, tc, libraries: list[Path], expect: list[PluginId],
+                    cases: Sequence[tuple[PluginId, Sequence[PluginTestCase]]] = ()) -> dict:
     """The plugin check (built once per headers) on plugin libraries, as a report dict:
-    {"ok", "failures", "warnings", "plugins"}, or {"skipped": why} without the headers.
-    `tc`: the builder's toolchain (g++ and the CUDA headers)."""
+    {"ok", "failures", "warnings", "needs_gpu", "plugins", "cases", "log"}, or {"skipped": why}
+    without the headers. `tc`: the builder's toolchain (g++ and the CUDA headers)."""
     from .headers import find_tensorrt
 
     headers = find_tensorrt(options.tensorrt_root)
@@ -96,6 +105,31 @@ def check_libraries(options, tc, libraries: list[Path], expect: list[PluginId]) 
         return {"skipped": "TensorRT or CUDA headers not found (needed to build the check program)"}
     program = build_check_program(cxx=tc.cxx.path, headers=headers, cuda_include=Path(tc.cuda.include_dir),
                                   out_dir=options.build_dir / "checks")
-    result = run_plugin_check(program, libraries, expect=expect)
-    return {"ok": result.ok, "failures": list(result.failures), "warnings": list(result.warnings),
-            "plugins": [str(p) for p in result.plugins]}
+    result = run_plugin_check(program, libraries, expect=expect, cases=cases)
+    runs = [run for lib in result.report.get("libraries", []) for plugin in lib.get("plugins", [])
+            for run in (plugin.get("cases") or [plugin])]
+    return {"runs": len(runs), "untested": sum(1 for run in runs if not run.get("inputs")),
+            "ok": result.ok, "failures": list(result.failures), "warnings": list(result.warnings),
+            "needs_gpu": list(result.report.get("needs_gpu", [])), "plugins": [str(p) for p in result.plugins],
+            "cases": sum(len(c) for _, c in cases), "log": list(result.report.get("log", []))}
+
+
+def summarize(checked: dict) -> tuple[str, str]:
+    """(PASS | FAIL | SKIP, one line) for a check_libraries report: SKIP where nothing could be
+    checked here (no headers, or every plugin needs a GPU to be created)."""
+    if "skipped" in checked:
+        return "SKIP", f"plugin check not run: {checked['skipped']}"
+    if checked["failures"]:
+        return "FAIL", "plugin check failed: " + "; ".join(checked["failures"])
+    gpu = checked.get("needs_gpu", [])
+    if gpu and len(gpu) >= checked.get("runs", 0):
+        return "SKIP", "not checked here, creation needs a GPU: " + "; ".join(gpu)
+    done = f"plugin check: {', '.join(checked['plugins'])} created, cloned, serialized and recreated"
+    if checked.get("cases"):
+        done += f"; {checked['cases']} op.toml test case(s) checked for output types and shapes"
+    if checked.get("untested"):
+        done += (f"; {checked['untested']} without a test case (output shapes and enqueue not checked: "
+                 "declare [[plugins.tests]] in op.toml)")
+    if gpu:
+        done += f"; {len(gpu)} need a GPU: " + "; ".join(gpu)
+    return "PASS", done

@@ -5,19 +5,31 @@
 # that: code written for TensorRT's export macro, empty outside TensorRT's build, would lose
 # getCreators.
 set(TRTIS_TRT_EXPORT_MAP "${CMAKE_CURRENT_LIST_DIR}/exports.map")
+# REGISTRATION static (registration.py): REGISTER_TENSORRT_PLUGIN collects the creators for a
+# generated getCreators instead of calling libnvinfer's global registry.
+set(TRTIS_TRT_STATIC_REGISTRATION_DIR "${CMAKE_CURRENT_LIST_DIR}/static_registration")
 
 # trtis_tensorrt_plugin(<name> SOURCES ... [KERNEL_SOURCES ...] [CUDA_SOURCES ...]
-#                       [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...] [CONFIG_HEADER_DIR dir])
+#                       [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...] [CONFIG_HEADER_DIR dir]
+#                       [REGISTRATION getCreators|static])
 function(trtis_tensorrt_plugin name)
-  cmake_parse_arguments(PARSE_ARGV 1 A "" "CONFIG_HEADER_DIR;KERNEL_LIBRARY" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
+  cmake_parse_arguments(PARSE_ARGV 1 A "" "CONFIG_HEADER_DIR;KERNEL_LIBRARY;REGISTRATION" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
   set(prefix trt_${name})
   _trtis_kernels(${prefix} tensorrt ${name} KERNEL_SOURCES ${A_KERNEL_SOURCES}
                  CUDA_SOURCES ${A_CUDA_SOURCES} INCLUDE_DIRS ${A_INCLUDE_DIRS}
                  CXX_FLAGS ${A_CXX_FLAGS} CUDA_FLAGS ${A_CUDA_FLAGS} KERNEL_LIBRARY "${A_KERNEL_LIBRARY}"
                  SYSTEM_INCLUDE_DIRS ${TRTIS_TRT_INCLUDE_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
   # The adapter in its own object library, so it compiles beside nvcc (see the TensorFlow one).
-  add_library(${prefix}_adapter OBJECT ${A_SOURCES})
+  set(adapter_sources ${A_SOURCES})
+  if(A_REGISTRATION STREQUAL "static")
+    list(APPEND adapter_sources "${TRTIS_TRT_STATIC_REGISTRATION_DIR}/trtis_static_registration.cc")
+  endif()
+  add_library(${prefix}_adapter OBJECT ${adapter_sources})
   set_target_properties(${prefix}_adapter PROPERTIES VISIBILITY_INLINES_HIDDEN ON)
+  if(A_REGISTRATION STREQUAL "static")
+    target_compile_options(${prefix}_adapter PRIVATE
+      "SHELL:-include \"${TRTIS_TRT_STATIC_REGISTRATION_DIR}/trtis_static_registration.h\"")
+  endif()
   target_include_directories(${prefix}_adapter PRIVATE ${A_CONFIG_HEADER_DIR} ${A_INCLUDE_DIRS})
   target_include_directories(${prefix}_adapter SYSTEM PRIVATE ${TRTIS_TRT_INCLUDE_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
   if(TRTIS_CUDA_ENABLED AND A_CUDA_SOURCES)

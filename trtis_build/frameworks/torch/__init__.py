@@ -149,7 +149,7 @@ class Torch(Framework):
                               hint="give each overload its own name: ns::op.overload(...)")
         return tuple(ops)
 
-    def op_settings(self, data, op_toml):
+    def op_settings(self, data, op_toml, *, declared=(), adapter_sources=()):
         abi = read_string(data, "abi", op_toml, required=False, default="stable")
         if abi not in ABI_MODES:
             raise field_error(f"'abi' is {abi!r}", op_toml, "abi",

@@ -14,12 +14,17 @@
 // NAME:VERSION:NAMESPACE (repeatable) compares what getCreators returns, over all the
 // libraries given, with op.toml's declarations, both ways.
 //
-// Test cases come from the optional hooks a trtis-build plugin library exports:
+// Test cases come from op.toml's [[plugins.tests]] (--cases FILE: inputs, fields, expected
+// outputs; see plugin_check_cases.h), else from the optional hooks a trtis-build plugin
+// library exports:
 //   char const* trtis_plugin_check_inputs(char const* name, char const* version);
 //       "float32[2,3,257];float32[2,3,257]": the inputs' types and shapes, or NULL
 //   int32_t trtis_plugin_reference(name, version, inputDesc, nbInputs, inputs,
 //                                  outputDesc, nbOutputs, outputs);   // host memory, 0 = ok
-// --inputs SPEC overrides the first for every plugin.
+// --inputs SPEC overrides the hook for every plugin without declared cases.
+//
+// A plugin whose creation fails on a machine without a usable GPU (its constructor asks CUDA
+// for a device) is reported under "needs_gpu" instead of failing: it is checked where a GPU is.
 #include <NvInferRuntime.h>
 #include <dlfcn.h>
 
@@ -35,6 +40,7 @@
 #include <tuple>
 #include <vector>
 
+#include "plugin_check_cases.h"
 #include "plugin_check_enqueue.h"
 #include "plugin_check_json.h"
 #include "plugin_check_support.h"
@@ -63,6 +69,7 @@ struct Options {
   std::string cudart;
   std::string dump_dir;
   std::string json_path;            // write the JSON here instead of stdout
+  DeclaredCases cases;              // --cases FILE: op.toml's test cases per plugin
   bool enqueue = false;
   int iterations = 20;
 };
@@ -250,8 +257,9 @@ struct PluginDeleter {
 };
 using PluginPtr = std::unique_ptr<IPluginV3, PluginDeleter>;
 
-// Build-phase creation from the creator's own field defaults (fields that carry data).
-PluginPtr CreateForBuild(IPluginCreatorV3One* creator, Json& json) {
+// Build-phase creation from the creator's own field defaults (fields that carry data), with a
+// test case's fields in their place; an exception from the plugin's code becomes `error`.
+PluginPtr CreateForBuild(IPluginCreatorV3One* creator, FieldValues* given, Json& json, std::string& error) {
   nvinfer1::PluginFieldCollection const* names = creator->getFieldNames();
   std::vector<nvinfer1::PluginField> defaults;
   json.Key("fields").BeginArray();
@@ -263,7 +271,66 @@ PluginPtr CreateForBuild(IPluginCreatorV3One* creator, Json& json) {
   }
   json.EndArray();
   nvinfer1::PluginFieldCollection fc{static_cast<int32_t>(defaults.size()), defaults.data()};
-  return PluginPtr(creator->createPlugin("trtis_check", &fc, nvinfer1::TensorRTPhase::kBUILD));
+  try {
+    return PluginPtr(creator->createPlugin("trtis_check", given ? given->Merge(&fc) : &fc,
+                                           nvinfer1::TensorRTPhase::kBUILD));
+  } catch (std::exception const& e) {
+    error = e.what();
+  } catch (...) {
+    error = "an exception that is not a std::exception";
+  }
+  return nullptr;
+}
+
+nvinfer1::PluginField const* FindField(nvinfer1::PluginFieldCollection const* fc, std::string const& name,
+                                       std::string& known) {
+  for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i) {
+    char const* n = fc->fields[i].name;
+    if (n != nullptr && name == n) return &fc->fields[i];
+    known += (known.empty() ? "" : ", ") + std::string(n ? n : "(null)");
+  }
+  return nullptr;
+}
+
+std::string SpecOf(DataType type, Dims const& dims) {
+  std::string text = std::string(DataTypeName(type) ? DataTypeName(type) : "?") + "[";
+  for (int32_t i = 0; i < dims.nbDims; ++i) text += (i ? "," : "") + std::to_string(dims.d[i]);
+  return text + "]";
+}
+
+// The outputs' types and shapes against what op.toml's test case expects.
+bool CompareOutputs(OutputInfo const& got, std::string const& expected, std::string const& where, Report& report) {
+  TestCase want;
+  std::string error;
+  if (!ParseTestCase(expected, want, error)) {
+    report.Fail(where, "bad expected outputs '" + expected + "': " + error);
+    return false;
+  }
+  if (want.inputs.size() != got.types.size()) {
+    report.Fail(where, "the plugin has " + std::to_string(got.types.size()) + " outputs, op.toml expects " +
+                           std::to_string(want.inputs.size()) + " (" + expected + ")");
+    return false;
+  }
+  for (size_t i = 0; i < got.types.size(); ++i) {
+    bool same = want.inputs[i].type == got.types[i] && want.inputs[i].dims.nbDims == got.shapes[i].nbDims;
+    for (int32_t d = 0; same && d < got.shapes[i].nbDims; ++d) same = want.inputs[i].dims.d[d] == got.shapes[i].d[d];
+    if (!same) {
+      report.Fail(where, "output " + std::to_string(i) + " is " + SpecOf(got.types[i], got.shapes[i]) +
+                             ", op.toml expects " + SpecOf(want.inputs[i].type, want.inputs[i].dims));
+      return false;
+    }
+  }
+  return true;
+}
+
+// Whether this machine has a usable GPU, asked once.
+bool HaveGpu(CudaRuntime* cuda, std::string& why) {
+  if (cuda != nullptr) return true;
+  static CudaRuntime probe;
+  static std::string reason;
+  static bool const found = probe.Load("", reason);
+  why = reason;
+  return found;
 }
 
 // clone(), then getFieldsToSerialize() -> createPlugin(kRUNTIME) -> the same fields again.
@@ -321,13 +388,45 @@ PluginPtr AttachAndShape(IPluginV3* plugin, ResourceContext& context, std::vecto
   return attached;
 }
 
-void RunPluginChecks(IPluginCreatorV3One* creator, CheckInputsFn checkInputs, ReferenceFn reference,
-                     std::string const& inputsOverride, bool enqueue, int iterations, std::string const& dumpDir,
-                     CudaRuntime* cuda, std::string const& where, Report& report, Json& json) {
-  PluginPtr plugin = CreateForBuild(creator, json);
+struct LibraryHooks {
+  CheckInputsFn check_inputs = nullptr;
+  ReferenceFn reference = nullptr;
+};
+
+// One test case (op.toml's, else the library's hook or --inputs) of one creator.
+void RunPluginChecks(IPluginCreatorV3One* creator, LibraryHooks const& hooks, DeclaredCase const* declared,
+                     Options const& opts, CudaRuntime* cuda, std::string const& where, Report& report, Json& json) {
+  FieldValues given;
+  if (declared != nullptr) {
+    json.Key("case").Int(declared->number);
+    for (auto const& f : declared->fields) {
+      std::string known, error;
+      nvinfer1::PluginField const* field = FindField(creator->getFieldNames(), f.name, known);
+      if (field == nullptr) {
+        report.Fail(where, "op.toml gives field '" + f.name + "', which the creator does not declare (its fields: " +
+                               (known.empty() ? "none" : known) + ")");
+        return;
+      }
+      if (!given.Add(*field, f, error)) {
+        report.Fail(where, error);
+        return;
+      }
+    }
+  }
+  std::string thrown;
+  PluginPtr plugin = CreateForBuild(creator, declared ? &given : nullptr, json, thrown);
   Capabilities caps;
   if (!plugin) {
-    report.Fail(where, "createPlugin(kBUILD) returned nullptr with the creator's default fields");
+    std::string const what = std::string("createPlugin(kBUILD) ") +
+                             (thrown.empty() ? "returned nullptr" : "threw (" + thrown + ")") +
+                             (declared ? " with the test case's fields" : " with the creator's default fields");
+    std::string why;
+    if (!HaveGpu(cuda, why)) {
+      report.needs_gpu.push_back(where + ": " + what + " on a machine without a usable GPU (" + why + ")");
+      json.Key("needs_gpu").Bool(true);
+      return;
+    }
+    report.Fail(where, what);
     return;
   }
   if (!GetCapabilities(plugin.get(), where, report, caps)) return;
@@ -336,14 +435,14 @@ void RunPluginChecks(IPluginCreatorV3One* creator, CheckInputsFn checkInputs, Re
                 caps.core->getPluginVersion(), caps.core->getPluginNamespace()) + ", not its creator's triple");
     return;
   }
-  std::string spec = inputsOverride;
-  if (spec.empty() && checkInputs != nullptr) {
-    char const* s = checkInputs(creator->getPluginName(), creator->getPluginVersion());
+  std::string spec = declared ? declared->inputs : opts.inputs;
+  if (spec.empty() && hooks.check_inputs != nullptr) {
+    char const* s = hooks.check_inputs(creator->getPluginName(), creator->getPluginVersion());
     spec = s ? s : "";
   }
   json.Key("inputs").Str(spec);
   if (spec.empty()) {
-    report.warnings.push_back(where + ": no test case (export trtis_plugin_check_inputs or pass --inputs): "
+    report.warnings.push_back(where + ": no test case (declare [[plugins.tests]] with inputs in op.toml): "
                                       "output types, shapes and enqueue were not checked");
     json.Key("nb_outputs").Int(caps.build->getNbOutputs());
     CheckCloneAndRecreate(plugin.get(), caps, creator, where, report, json);
@@ -357,6 +456,9 @@ void RunPluginChecks(IPluginCreatorV3One* creator, CheckInputsFn checkInputs, Re
   }
   OutputInfo outputs;
   if (!CheckOutputs(caps.build, tc, where, report, outputs, json)) return;
+  if (declared != nullptr && !declared->outputs.empty() && !CompareOutputs(outputs, declared->outputs, where, report)) {
+    return;
+  }
   std::vector<PluginTensorDesc> in = Descs(tc), out = Descs(outputs.types, outputs.shapes);
   size_t workspace = 0;
   if (!CheckFormats(caps.build, in, out, where, report, json, workspace)) return;
@@ -365,18 +467,13 @@ void RunPluginChecks(IPluginCreatorV3One* creator, CheckInputsFn checkInputs, Re
   ResourceContext context;
   PluginPtr attached = AttachAndShape(recreated.get(), context, in, out, where, report);
   if (!attached) return;
-  if (enqueue) {
+  if (opts.enqueue) {
     Capabilities attachedCaps;
     GetCapabilities(attached.get(), where, report, attachedCaps);
-    RunEnqueue(attachedCaps.runtime, creator, reference, in, out, workspace, iterations, dumpDir, *cuda, context, where,
-               report, json);
+    RunEnqueue(attachedCaps.runtime, creator, hooks.reference, in, out, workspace, opts.iterations, opts.dump_dir,
+               *cuda, context, where, report, json);
   }
 }
-
-struct LibraryHooks {
-  CheckInputsFn check_inputs = nullptr;
-  ReferenceFn reference = nullptr;
-};
 
 void CheckCreator(nvinfer1::IPluginCreatorInterface* iface, LibraryHooks const& hooks, Options const& opts,
                   CudaRuntime* cuda, std::string const& lib, Report& report, Json& json,
@@ -405,8 +502,19 @@ void CheckCreator(nvinfer1::IPluginCreatorInterface* iface, LibraryHooks const& 
   if (!seen.insert({name, version, ns}).second) {
     report.Fail(where, "getCreators returns this (name, version, namespace) twice");
   }
-  RunPluginChecks(creator, hooks.check_inputs, hooks.reference, opts.inputs, opts.enqueue, opts.iterations,
-                  opts.dump_dir, cuda, where, report, json);
+  auto declared = opts.cases.find(PluginTriple(name, version, ns));
+  if (declared == opts.cases.end()) {
+    RunPluginChecks(creator, hooks, nullptr, opts, cuda, where, report, json);
+  } else {
+    json.Key("cases").BeginArray();
+    for (auto const& c : declared->second) {
+      json.BeginObject();
+      RunPluginChecks(creator, hooks, &c, opts, cuda, where + " (test case " + std::to_string(c.number) + ")", report,
+                      json);
+      json.EndObject();
+    }
+    json.EndArray();
+  }
   json.EndObject();
 }
 
@@ -433,8 +541,8 @@ void CheckLibrary(std::string const& path, Options const& opts, CudaRuntime* cud
       .Key("trtis_plugin_check_inputs").Bool(hooks.check_inputs != nullptr)
       .Key("trtis_plugin_reference").Bool(hooks.reference != nullptr).EndObject();
   if (setLoggerFinder == nullptr) {
-    report.Fail(path, "does not export setLoggerFinder: declare it extern \"C\" with "
-                      "__attribute__((visibility(\"default\"))) (plugin libraries build with -fvisibility=hidden)");
+    report.Fail(path, "does not export setLoggerFinder: define it as an extern \"C\" function (the library "
+                      "exports TensorRT's entry points by name; a C++ name is not found)");
   } else {
     setLoggerFinder(&logger);
   }
@@ -471,7 +579,8 @@ int Usage(char const* message) {
   std::fprintf(stderr,
                "plugin_check: %s\n"
                "usage: plugin_check [--json FILE] [--enqueue] [--iterations N] [--cudart PATH] [--dump DIR]\n"
-               "                    [--inputs 'float32[2,3];float32[2,3]'] [--expect NAME:VERSION:NAMESPACE]...\n"
+               "                    [--inputs 'float32[2,3];float32[2,3]'] [--cases FILE]\n"
+               "                    [--expect NAME:VERSION:NAMESPACE]...\n"
                "                    LIBRARY.so...\n",
                message);
   return 2;
@@ -498,6 +607,8 @@ bool ParseOptions(int argc, char** argv, Options& opts, std::string& error) {
       opts.dump_dir = v;
     } else if (arg == "--inputs" && value(v)) {
       opts.inputs = v;
+    } else if (arg == "--cases" && value(v)) {
+      if (!ReadCasesFile(v, opts.cases, error)) return false;
     } else if (arg == "--expect" && value(v)) {
       if (std::count(v.begin(), v.end(), ':') != 2) {
         error = "--expect takes NAME:VERSION:NAMESPACE (namespace may be empty), got '" + v + "'";
@@ -565,7 +676,7 @@ int Main(int argc, char** argv) {
   json.EndArray();
   CheckExpectations(opts, found, report);
   json.Key("log").StrArray(logger.messages()).Key("warnings").StrArray(report.warnings)
-      .Key("failures").StrArray(report.failures).Key("ok").Bool(report.failures.empty()).EndObject();
+      .Key("needs_gpu").StrArray(report.needs_gpu).Key("failures").StrArray(report.failures).Key("ok").Bool(report.failures.empty()).EndObject();
   if (opts.json_path.empty()) {
     std::printf("%s\n", json.str().c_str());
   } else if (!WriteFile(opts.json_path, json.str() + "\n")) {

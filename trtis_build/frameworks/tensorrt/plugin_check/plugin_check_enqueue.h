@@ -26,6 +26,8 @@ using ReferenceFn = int32_t (*)(char const*, char const*, PluginTensorDesc const
 struct Report {
   std::vector<std::string> failures;
   std::vector<std::string> warnings;
+  // Plugins whose creation failed on a machine without a GPU: not checked, and not failed.
+  std::vector<std::string> needs_gpu;
   void Fail(std::string const& where, std::string const& what) { failures.push_back(where + ": " + what); }
 };
 
