@@ -22,6 +22,44 @@ def test_without_json_stdout_stays_empty_on_failure(tmp_path):
     assert result.returncode == 2 and result.stdout == ""
 
 
+def test_usage_errors_and_bugs_with_json_are_data_too(tmp_path, monkeypatch, capsys):
+    result = trtis("ops", "build", "--json", "--cuda-arch", cwd=tmp_path, check=False)
+    error = json.loads(result.stdout)["error"]
+    assert result.returncode == error["exit_code"] == 2 and error["kind"] == "UsageError"
+    assert "--cuda-arch" in error["message"] and "usage:" in result.stderr
+    result = trtis("ops", "build", "--cuda-arch", cwd=tmp_path, check=False)  # without --json: no data
+    assert result.returncode == 2 and result.stdout == ""
+
+    from trtis_build import cli
+
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["ops", "list", "--json"])
+    monkeypatch.setattr(cli, "build_parser", lambda: _FixedParser(parser, args, broken))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["ops", "list", "--json"]) == 1
+    out, err = capsys.readouterr()
+    error = json.loads(out)["error"]
+    assert error["kind"] == "InternalError" and "ZeroDivisionError: a bug" in error["message"]
+    assert "Traceback" in err and "please report it" in err
+
+
+class _FixedParser:
+    """build_parser's stand-in: the real parse, with a handler that fails like a bug."""
+
+    def __init__(self, parser, args, handler):
+        self.parser, self.args, self.handler = parser, args, handler
+
+    def parse_args(self, argv):
+        self.args.handler = self.handler
+        return self.args
+
+    def print_help(self):
+        self.parser.print_help()
+
+
 def test_a_result_is_not_followed_by_an_error_object(tmp_path):
     (tmp_path / "ops").mkdir()
     result = trtis("ops", "list", "--json", cwd=tmp_path, check=False)

@@ -164,6 +164,14 @@ def test_error_summary_keeps_link_errors_and_drops_warnings():
     assert any("undefined reference to `nvinfer1::plugin::reportAssertion" in line for line in found)
     assert "b.cc:3:1: error: expected ';' before '}' token" in found
     assert not any("warning" in line for line in found)
+    assert diagnostics("nvlink error   : Undefined reference to '_Z3fooi' in 'k.o'")  # nvlink's spelling
+    # The paragraph shows those, not the last lines of output (another job's warnings).
+    from trtis_build.core.errors import BuildError
+
+    text = BuildError("the build failed", diagnostics=found, stage="compile", command=["ninja"], returncode=1,
+                      output_tail="other_op.cc:12:5: warning: unused variable 'x'", hint="fix the errors above").render()
+    assert "warning" not in text and text.index("compiler errors:") < text.index("undefined reference") < text.index(
+        "fix:")
 
 
 def test_a_name_registered_twice_in_one_library_gets_its_own_fix():

@@ -171,6 +171,16 @@ def test_a_built_in_plugin_name_is_refused_before_compiling_and_the_bundle_kept(
     refused = trtis("ops", "build", "--no-cuda", cwd=project, check=False)
     assert refused.returncode != 0 and "ScatterND v1" in refused.stderr and "libnvinfer_plugin" in refused.stderr
     assert (project / "build" / "bundle" / "manifest.json").read_bytes() == manifest
+    # Registering through libnvinfer's global registry by hand: the link error says what to do.
+    source = project / "ops" / "tensorrt" / "static_scale" / "staticScalePlugin.cpp"
+    op_toml.write_text(op_toml.read_text().replace('name = "ScatterND"', 'name = "StaticScale"'))
+    source.write_text(source.read_text().replace(
+        "REGISTER_TENSORRT_PLUGIN(StaticScalePluginCreator);",
+        'static bool registered = getPluginRegistry()->registerCreator(*new StaticScalePluginCreator, "");'))
+    refused = trtis("ops", "build", "--no-cuda", cwd=project, check=False)
+    assert refused.returncode != 0 and "undefined reference to `getPluginRegistry" in refused.stderr
+    assert "register with REGISTER_TENSORRT_PLUGIN" in refused.stderr, refused.stderr
+    assert (project / "build" / "bundle" / "manifest.json").read_bytes() == manifest
 
 
 def test_sources_reach_the_framework_through_the_projects_own_headers(tmp_path):

@@ -119,6 +119,16 @@ def test_signature_errors(pure):
                                                     outputs={"y": tensor_info(1, [1])})})
     with pytest.raises(ModelError, match="signature input 'x y' cannot be a Triton tensor name"):
         model_repo.signature_from_meta_graph(graph)
+    # A TF1-built SavedModel can carry an input named like a Python keyword, which
+    # tf.saved_model.load (the Python backend's runner) cannot turn into an argument.
+    graph = NS(signature_def={"serving_default": NS(inputs={"in": tensor_info(1, [1])},
+                                                    outputs={"class": tensor_info(1, [1])})})
+    with pytest.raises(ModelError, match="signature input 'in' is a Python keyword") as error:
+        model_repo.signature_from_meta_graph(graph)
+    assert "in_" in error.value.hint
+    graph = NS(signature_def={"serving_default": NS(inputs={"x": tensor_info(1, [1])},
+                                                    outputs={"class": tensor_info(1, [1])})})
+    assert [t.name for t in model_repo.signature_from_meta_graph(graph).outputs] == ["class"]  # an output may be
 
 
 def test_dims_with_and_without_batching(pure):

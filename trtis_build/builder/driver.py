@@ -39,8 +39,9 @@ LOCK_TIMEOUT_S = 3600.0
 # gcc/clang "file:line:col: error: ..." and nvcc/cudafe "file(line): error: ...".
 DIAGNOSTIC = re.compile(r"^(?P<loc>[^\s:()][^:()]*(?::\d+(?::\d+)?|\(\d+\))): (?:fatal )?error\b.*$")
 # The linker's errors carry no line number: "undefined reference to", "ld: ... cannot find".
+# Case-insensitive: nvlink says "Undefined reference".
 LINK_DIAGNOSTIC = re.compile(r"(undefined reference to|multiple definition of|\bld(\.\w+)?: .*(cannot find|error)|"
-                             r"collect2: error)")
+                             r"collect2: error)", re.I)
 
 
 @dataclass(frozen=True)

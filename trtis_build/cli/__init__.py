@@ -17,8 +17,19 @@ from ..core.errors import FileSystemError, TrtisBuildError
 COMMAND_MODULES = ("ops", "doctor", "serving", "image", "cache")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, remembering its usage error so that --json can return it as data
+    (subcommand parsers are made of this class too)."""
+
+    usage_error: str | None = None
+
+    def error(self, message):
+        _Parser.usage_error = f"{self.prog}: {message}"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="trtis-build",
         description="Build TensorFlow custom ops, TensorRT plugins and PyTorch operators into a "
                     "checked bundle and serve them with Triton Inference Server.")
@@ -45,6 +56,18 @@ class _TrackedStdout:
         return getattr(self.stream, name)
 
 
+def _json_error(kind: str, stage: str, message: str, exit_code: int, hint: str | None = None) -> None:
+    """The error object of --json for failures that are no TrtisBuildError."""
+    json.dump({"error": {"kind": kind, "stage": stage, "message": message, "where": None, "fix": hint,
+                         "exit_code": exit_code}}, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _wants_json(argv: list[str]) -> bool:
+    return "--json" in (argv[:argv.index("--")] if "--" in argv else argv)
+
+
 def _report(error: TrtisBuildError, args: argparse.Namespace) -> int:
     """The paragraph on stderr; with --json, stdout holds one JSON object: the command's
     result (`ops test` reports failed tests in it), or this error when it failed before it had
@@ -59,11 +82,18 @@ def _report(error: TrtisBuildError, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    if not (sys.argv[1:] if argv is None else list(argv)):
+    words = sys.argv[1:] if argv is None else list(argv)
+    if not words:
         parser.print_help()  # `trtis-build` alone: what it can do, not a usage error
         return 0
-    args = parser.parse_args(argv)
-    if getattr(args, "json", False):
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:
+        if stop.code not in (0, None) and _wants_json(words) and _Parser.usage_error:
+            _json_error("UsageError", "usage", _Parser.usage_error, 2, hint="see `trtis-build COMMAND --help`")
+        raise
+    wants_json = bool(getattr(args, "json", False))
+    if wants_json:
         sys.stdout = _TrackedStdout(sys.stdout)
     try:
         return int(args.handler(args) or 0)
@@ -81,5 +111,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Builds publish atomically and servers are torn down by their own handlers, so
         # nothing half-done is left; say what applies to the command that was running.
         kept = {"ops": "the previous bundle was kept", "server": "no image was written to --out"}
-        print(f"interrupted: {kept.get(args.command, 'stopped')}", file=sys.stderr)
+        message = f"interrupted: {kept.get(args.command, 'stopped')}"
+        print(message, file=sys.stderr)
+        if wants_json and not sys.stdout.written:
+            _json_error("Interrupted", args.command, message, 130)
         return 130
+    except Exception as exc:  # a bug: the traceback is for its report, and --json still gets data
+        import traceback
+
+        traceback.print_exc()
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        print(f"trtis-build: {message} (a bug in trtis-build: please report it with the traceback above)",
+              file=sys.stderr)
+        if wants_json and not sys.stdout.written:
+            _json_error("InternalError", args.command, message, 1)
+        return 1

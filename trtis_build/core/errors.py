@@ -90,18 +90,21 @@ class CommandError(TrtisBuildError):
         self.output_tail = output_tail
 
     def render(self) -> str:
+        return "\n".join(self._head() + self._body() + ([f"  fix:   {self.hint}"] if self.hint else []))
+
+    def _head(self) -> list[str]:
         from shlex import join
 
         lines = [f"error [{self.stage}]: {self.message} (exit code {self.returncode})",
                  f"  command: {join(self.command)}"]
         if self.log_path:
             lines.append(f"  log:     {self.log_path}")
-        if self.output_tail.strip():
-            lines.append("  last output:")
-            lines += ["    " + line for line in self.output_tail.rstrip().splitlines()]
-        if self.hint:
-            lines.append(f"  fix:   {self.hint}")
-        return "\n".join(lines)
+        return lines
+
+    def _body(self) -> list[str]:
+        if not self.output_tail.strip():
+            return []
+        return ["  last output:"] + ["    " + line for line in self.output_tail.rstrip().splitlines()]
 
 
 class BuildError(CommandError):
@@ -111,11 +114,12 @@ class BuildError(CommandError):
         super().__init__(message, **kwargs)
         self.diagnostics = diagnostics or []
 
-    def render(self) -> str:
-        text = super().render()
-        if self.diagnostics:
-            text += "\n  compiler errors:\n" + "\n".join("    " + d for d in self.diagnostics)
-        return text
+    def _body(self) -> list[str]:
+        # The errors found in the whole log, not the last lines of output, which in a parallel
+        # build are often another job's warnings; the log keeps everything.
+        if not self.diagnostics:
+            return super()._body()
+        return ["  compiler errors:"] + ["    " + d for d in self.diagnostics]
 
 
 class BundleError(TrtisBuildError):

@@ -20,6 +20,7 @@ configurations) works on plain values and protobuf messages; `add_model` is the 
 from __future__ import annotations
 
 import json
+import keyword
 import os
 import shutil
 import sys
@@ -100,6 +101,12 @@ def classify_ops(used: Iterable[str], manifest: Mapping[str, Any],
 def _tensor_spec(name: str, info, where: str, kind: str) -> TensorSpec:
     check_tensor_name(name, f"signature {kind}", where, hint="rename it in the tf.function's input_signature "
                       "(TensorSpec name=) or the returned dict, and save the model again")
+    if kind == "input" and keyword.iskeyword(name):
+        # tf.saved_model.load turns input names into Python parameters: a keyword cannot be one,
+        # so the runner would fail only once Triton loads the model.
+        raise ModelError(f"signature input {name!r} is a Python keyword, which TensorFlow cannot load as an "
+                         "argument name (tf.saved_model.load fails), so the model could not be served",
+                         where=where, hint="rename the input (TensorSpec name=, e.g. 'in_') and save the model again")
     if info.dtype not in TF_DTYPES:
         raise ModelError(f"signature {kind} {name!r} has TensorFlow dtype enum {info.dtype}, "
                          "which has no Triton equivalent here", where=where)
