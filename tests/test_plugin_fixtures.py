@@ -87,6 +87,11 @@ def test_existing_plugin_code_builds_checks_and_tests_with_its_op_toml_alone(pro
     failed = json.loads(trtis("ops", "test", "--cuda-arch", "90", "--json", cwd=project, check=False).stdout)
     assert ("op.toml gives field 'bias', which the creator does not declare (its fields: scale)"
             in failed["ops"]["tensorrt/static_scale"]["summary"])
+    # Without a test case the plugin is only created, cloned and serialized: PARTIAL, not PASS.
+    op_toml.write_text(op_toml.read_text().split("[[plugins.tests]]")[0])
+    partial = json.loads(trtis("ops", "test", "--cuda-arch", "90", "--json", cwd=project, check=False).stdout)
+    entry = partial["ops"]["tensorrt/static_scale"]
+    assert entry["status"] == "PARTIAL" and entry["passed"] and "1 without a test case" in entry["summary"], entry
 
 
 def _op(tmp_path: Path, sources: dict[str, str], toml: str = "") -> Path:

@@ -115,8 +115,9 @@ def check_libraries(options, tc, libraries: list[Path], expect: list[PluginId],
 
 
 def summarize(checked: dict) -> tuple[str, str]:
-    """(PASS | FAIL | SKIP, one line) for a check_libraries report: SKIP where nothing could be
-    checked here (no headers, or every plugin needs a GPU to be created)."""
+    """(PASS | PARTIAL | FAIL | SKIP, one line) for a check_libraries report: SKIP where nothing
+    could be checked here (no headers, or every plugin needs a GPU to be created), PARTIAL where
+    a plugin had no test case (created, cloned and serialized only)."""
     if "skipped" in checked:
         return "SKIP", f"plugin check not run: {checked['skipped']}"
     if checked["failures"]:
@@ -132,4 +133,4 @@ def summarize(checked: dict) -> tuple[str, str]:
                  "declare [[plugins.tests]] in op.toml)")
     if gpu:
         done += f"; {len(gpu)} need a GPU: " + "; ".join(gpu)
-    return "PASS", done
+    return ("PARTIAL" if checked.get("untested") else "PASS"), done
