@@ -69,6 +69,10 @@ def test_existing_plugin_code_builds_checks_and_tests_with_its_op_toml_alone(pro
         assert clamp_result["status"] == "SKIP" and not clamp_result["passed"], clamp_result
         assert "creation needs a GPU" in clamp_result["summary"] and "fixture::GpuClamp v1" in clamp_result["summary"]
         assert tested.returncode != 0  # nothing was checked for it: not a pass
+        # --gpu where there is none: said before anything is built or run.
+        asked = trtis("ops", "test", "--gpu", cwd=project, check=False)
+        assert asked.returncode != 0 and "cannot run GPU checks" in asked.stderr
+        assert "building ops" not in asked.stderr
 
     checked = trtis("ops", "check", cwd=project, check=False)
     assert checked.returncode == 0, checked.stderr

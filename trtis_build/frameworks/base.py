@@ -288,8 +288,9 @@ class Framework:
 
     # testing and ops check --------------------------------------------------------------
     def test_without_python(self, options: Any, toolchain: "Toolchain", bundle: Path, target: Any,
-                            op: "OpSpec") -> dict | None:
-        """The test of an op that has no test_*.py, as a report entry, or None."""
+                            op: "OpSpec", *, gpu: bool = False) -> dict | None:
+        """The test of an op that has no test_*.py, as a report entry, or None (`gpu`: `ops test
+        --gpu`, on a machine with one)."""
         return None
 
     def check_bundle(self, options: Any, toolchain: "Toolchain", bundle: Path, libraries: list[dict]) -> dict | None:

@@ -548,6 +548,15 @@ def _op_filter(ops: Iterable[Any] | None) -> dict[str, Path | None] | None:
     return wanted
 
 
+def require_gpu() -> None:
+    """GpuUnavailableError, with the reason, unless this machine has a usable GPU."""
+    status = gpu_status()
+    if not status.available:
+        raise GpuUnavailableError(f"cannot run GPU checks: {status.message}",
+                                  hint="run `trtis-build ops test --gpu` on a machine with an "
+                                       "NVIDIA GPU; `trtis-build ops test` runs the CPU tests")
+
+
 def run_gpu_checks(bundle_dir: str | os.PathLike, ops: Iterable[Any] | None = None, *,
                    large: bool = False, backend: str | None = None, seed: int | None = None,
                    project_root: Path | None = None) -> list[CheckResult]:
@@ -556,11 +565,7 @@ def run_gpu_checks(bundle_dir: str | os.PathLike, ops: Iterable[Any] | None = No
     Raises GpuUnavailableError (a message, no traceback in the CLI) when there is no GPU or
     no torch/cupy, BundleError when the bundle has no manifest; everything else is a result.
     """
-    status = gpu_status()
-    if not status.available:
-        raise GpuUnavailableError(f"cannot run GPU checks: {status.message}",
-                                  hint="run `trtis-build ops test --gpu` on a machine with an "
-                                       "NVIDIA GPU; `trtis-build ops test` runs the CPU tests")
+    require_gpu()
     return check_bundle(bundle_dir, select_backend(backend), ops, large=large, seed=seed,
                         project_root=project_root)
 

@@ -28,6 +28,10 @@ def require_pytest() -> None:
 def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
                  pytest_args: list[str] | None = None) -> int:
     """Build (a no-op when up to date), then run each op's test files with pytest."""
+    if gpu:
+        from . import harness
+
+        harness.require_gpu()  # before anything runs: --gpu on a machine without one is an error
     result = build(options)
     bundle = result.bundle
     tested = [op for op in result.plan.ops
@@ -65,7 +69,7 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
     for target in result.plan.targets:
         if target.key not in report["ops"]:
             entry = frameworks.get(target.framework).test_without_python(
-                options, result.toolchain, bundle.path, target, by_key[target.key])
+                options, result.toolchain, bundle.path, target, by_key[target.key], gpu=gpu)
             if entry is None:
                 untested.append(target.key)
                 continue
@@ -74,8 +78,6 @@ def run_op_tests(options, *, gpu: bool = False, as_json: bool = False,
             if not entry["passed"]:
                 failed.append(target.key)
     if gpu:
-        from . import harness  # raises GpuUnavailableError (clear message) without a GPU
-
         gpu_results = harness.run_gpu_checks(bundle.path, project_root=options.root)
         report["gpu"] = [r.to_json() for r in gpu_results]
         if not as_json:

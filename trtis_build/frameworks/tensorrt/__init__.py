@@ -215,7 +215,7 @@ class TensorRT(Framework):
         return verify_autoload(self, targets, built_dir, results, context)
 
     # testing and ops check --------------------------------------------------------------
-    def test_without_python(self, options, toolchain, bundle, target, op):
+    def test_without_python(self, options, toolchain, bundle, target, op, *, gpu=False):
         """A plugin op without a Python test: the C++ plugin check is its test."""
         import json
 
@@ -223,7 +223,7 @@ class TensorRT(Framework):
 
         log = options.build_dir / f"test-{op.framework}-{op.name}.log"
         checked = check_libraries(options, toolchain, [bundle / target.library], list(op.declared),
-                                  cases=op.settings["tests"])
+                                  cases=op.settings["tests"], enqueue=gpu)
         log.write_text(json.dumps(checked, indent=2) + "\n")
         status, summary = summarize(checked)
         return {"passed": status in ("PASS", "PARTIAL"), "status": status, "summary": summary, "log": str(log)}

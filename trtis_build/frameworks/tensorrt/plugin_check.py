@@ -94,10 +94,12 @@ def run_plugin_check(program: Path, libraries: Iterable[Path], *, expect: Iterab
 
 
 def check_libraries(options, tc, libraries: list[Path], expect: list[PluginId],
-                    cases: Sequence[tuple[PluginId, Sequence[PluginTestCase]]] = ()) -> dict:
+                    cases: Sequence[tuple[PluginId, Sequence[PluginTestCase]]] = (), *,
+                    enqueue: bool = False) -> dict:
     """The plugin check (built once per headers) on plugin libraries, as a report dict:
     {"ok", "failures", "warnings", "needs_gpu", "plugins", "cases", "log"}, or {"skipped": why}
-    without the headers. `tc`: the builder's toolchain (g++ and the CUDA headers)."""
+    without the headers. `tc`: the builder's toolchain (g++ and the CUDA headers); `enqueue`:
+    also run each test case on the GPU (a machine without one fails the check, saying so)."""
     from .headers import find_tensorrt
 
     headers = find_tensorrt(options.tensorrt_root)
@@ -105,13 +107,13 @@ def check_libraries(options, tc, libraries: list[Path], expect: list[PluginId],
         return {"skipped": "TensorRT or CUDA headers not found (needed to build the check program)"}
     program = build_check_program(cxx=tc.cxx.path, headers=headers, cuda_include=Path(tc.cuda.include_dir),
                                   out_dir=options.build_dir / "checks")
-    result = run_plugin_check(program, libraries, expect=expect, cases=cases)
+    result = run_plugin_check(program, libraries, expect=expect, cases=cases, enqueue=enqueue)
     runs = [run for lib in result.report.get("libraries", []) for plugin in lib.get("plugins", [])
             for run in (plugin.get("cases") or [plugin])]
     return {"runs": len(runs), "untested": sum(1 for run in runs if not run.get("inputs")),
             "ok": result.ok, "failures": list(result.failures), "warnings": list(result.warnings),
             "needs_gpu": list(result.report.get("needs_gpu", [])), "plugins": [str(p) for p in result.plugins],
-            "cases": sum(len(c) for _, c in cases), "log": list(result.report.get("log", []))}
+            "cases": sum(len(c) for _, c in cases), "enqueue": enqueue, "log": list(result.report.get("log", []))}
 
 
 def summarize(checked: dict) -> tuple[str, str]:
@@ -128,6 +130,8 @@ def summarize(checked: dict) -> tuple[str, str]:
     done = f"plugin check: {', '.join(checked['plugins'])} created, cloned, serialized and recreated"
     if checked.get("cases"):
         done += f"; {checked['cases']} op.toml test case(s) checked for output types and shapes"
+    done += ("; enqueue run on the GPU" if checked.get("enqueue")
+             else "; enqueue not run (`ops test --gpu` on a machine with a GPU runs it)")
     if checked.get("untested"):
         done += (f"; {checked['untested']} without a test case (output shapes and enqueue not checked: "
                  "declare [[plugins.tests]] in op.toml)")
