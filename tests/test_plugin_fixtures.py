@@ -47,6 +47,8 @@ def test_existing_plugin_code_builds_checks_and_tests_with_its_op_toml_alone(pro
     # The kernel includes common/checks.h, which includes TensorRT: no framework-free kernel library.
     assert clamp["kernel_library"] is False and clamp["cuda_sources"] == ["ops/tensorrt/gpu_clamp/clampKernel.cu"]
     assert "ops/tensorrt/common/checks.cpp" in clamp["sources"]
+    assert listed["static_scale"]["registration"] == "static" and clamp["registration"] == "getCreators"
+    assert listed["static_scale"]["plugin_tests"] == {"StaticScale v1": 2}
 
     built = json.loads(trtis("ops", "build", "--cuda-arch", "90", "--json", cwd=project).stdout)
     libraries = {lib["op"]: lib for lib in built["manifest"]["libraries"]}

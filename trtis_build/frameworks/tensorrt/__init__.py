@@ -260,7 +260,8 @@ class TensorRT(Framework):
 
     # ops list and doctor -----------------------------------------------------------------
     def list_fields(self, op):
-        return {"plugins": [plugin.as_dict() for plugin in op.declared]}
+        return {"plugins": [plugin.as_dict() for plugin in op.declared], "registration": op.settings["registration"],
+                "plugin_tests": {str(plugin): len(cases) for plugin, cases in op.settings["tests"]}}
 
     def doctor(self, info, options):
         """The headers, and the TensorRT Python runtime the bundle's registry checks use:
