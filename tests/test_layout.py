@@ -145,7 +145,10 @@ def test_only_the_process_runner_imports_subprocess():
             if any(target.split(".")[0] == "subprocess"
                    for _, target in imports(path.read_text(), module, path.name == "__init__.py")):
                 users.append(module)
-    assert users == ["trtis_build.core.process"]
+    # The compile launcher is a script Ninja runs under `python -S` in front of each compile (it
+    # cannot import trtis_build): it runs only the compile it wraps, inside the build's process
+    # group, which core.process times out and kills as a whole.
+    assert sorted(users) == ["trtis_build.builder.compile_launcher", "trtis_build.core.process"]
 
 
 def test_pyproject_lists_every_package():
