@@ -106,12 +106,18 @@ def stable_cuda_source(source: str) -> str | None:
         return None
 
 
+def _value_at(args: list[str], option: str) -> int | None:
+    """Where the value of `option VALUE` is in args, if it is there."""
+    at = args.index(option) + 1 if option in args else None
+    return at if at is not None and at < len(args) else None
+
+
 def _nvcc_from_stable_copy(args: list[str]) -> tuple[list[str], str, str] | None:
     """nvcc's arguments compiling the fixed-path copy of its `-c X.cu` source, with the copy and
     the source, or None where this is not such a compile or no copy can be made."""
-    if "-c" not in args or args.index("-c") + 1 >= len(args):
+    at = _value_at(args, "-c")
+    if at is None:
         return None
-    at = args.index("-c") + 1
     source = args[at]
     if not source.endswith(".cu") or not os.path.isfile(source):
         return None
@@ -124,8 +130,9 @@ def _nvcc_from_stable_copy(args: list[str]) -> tuple[list[str], str, str] | None
 
 
 def _restore_depfile(args: list[str], copy: str, source: str) -> None:
-    if "-MF" in args and args.index("-MF") + 1 < len(args):
-        depfile = args[args.index("-MF") + 1]
+    at = _value_at(args, "-MF")
+    if at is not None:
+        depfile = args[at]
         try:
             with open(depfile, encoding="utf-8", errors="surrogateescape") as handle:
                 text = handle.read()

@@ -11,7 +11,7 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from ..core.errors import FileSystemError, TrtisBuildError
+from ..core.errors import FileSystemError, InternalError, Interrupted, TrtisBuildError, UsageError
 
 # Each module of this package adds its subcommands with register(subparsers).
 COMMAND_MODULES = ("ops", "doctor", "serving", "image", "cache")
@@ -56,10 +56,8 @@ class _TrackedStdout:
         return getattr(self.stream, name)
 
 
-def _json_error(kind: str, stage: str, message: str, exit_code: int, hint: str | None = None) -> None:
-    """The error object of --json for failures that are no TrtisBuildError."""
-    json.dump({"error": {"kind": kind, "stage": stage, "message": message, "where": None, "fix": hint,
-                         "exit_code": exit_code}}, sys.stdout, indent=2)
+def _dump_json(error: TrtisBuildError) -> None:
+    json.dump(error.to_json(), sys.stdout, indent=2)
     sys.stdout.write("\n")
     sys.stdout.flush()
 
@@ -74,9 +72,7 @@ def _report(error: TrtisBuildError, args: argparse.Namespace) -> int:
     one, so a pipeline that reads stdout gets data in both outcomes."""
     print(error.render(), file=sys.stderr)
     if getattr(args, "json", False) and not getattr(sys.stdout, "written", False):
-        json.dump(error.to_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+        _dump_json(error)
     return error.exit_code
 
 
@@ -90,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:
         if stop.code not in (0, None) and _wants_json(words) and _Parser.usage_error:
-            _json_error("UsageError", "usage", _Parser.usage_error, 2, hint="see `trtis-build COMMAND --help`")
+            _dump_json(UsageError(_Parser.usage_error, hint="see `trtis-build COMMAND --help`"))
         raise
     wants_json = bool(getattr(args, "json", False))
     if wants_json:
@@ -111,18 +107,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Builds publish atomically and servers are torn down by their own handlers, so
         # nothing half-done is left; say what applies to the command that was running.
         kept = {"ops": "the previous bundle was kept", "server": "no image was written to --out"}
-        message = f"interrupted: {kept.get(args.command, 'stopped')}"
-        print(message, file=sys.stderr)
+        stop = Interrupted(f"interrupted: {kept.get(args.command, 'stopped')}")
+        stop.stage = args.command
+        print(stop.message, file=sys.stderr)
         if wants_json and not sys.stdout.written:
-            _json_error("Interrupted", args.command, message, 130)
-        return 130
+            _dump_json(stop)
+        return stop.exit_code
     except Exception as exc:  # a bug: the traceback is for its report, and --json still gets data
         import traceback
 
         traceback.print_exc()
-        message = f"internal error: {type(exc).__name__}: {exc}"
-        print(f"trtis-build: {message} (a bug in trtis-build: please report it with the traceback above)",
+        bug = InternalError(f"internal error: {type(exc).__name__}: {exc}")
+        bug.stage = args.command
+        print(f"trtis-build: {bug.message} (a bug in trtis-build: please report it with the traceback above)",
               file=sys.stderr)
         if wants_json and not sys.stdout.written:
-            _json_error("InternalError", args.command, message, 1)
-        return 1
+            _dump_json(bug)
+        return bug.exit_code

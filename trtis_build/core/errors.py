@@ -36,6 +36,23 @@ class TrtisBuildError(Exception):
                           "where": self.where, "fix": self.hint, "exit_code": self.exit_code}}
 
 
+class UsageError(TrtisBuildError):
+    """Arguments argparse refused (it has printed the usage already)."""
+
+    exit_code = 2
+    stage = "usage"
+
+
+class Interrupted(TrtisBuildError):
+    """Ctrl-C: nothing half-done is left (builds publish atomically)."""
+
+    exit_code = 130
+
+
+class InternalError(TrtisBuildError):
+    """A bug: an exception the driver did not raise on purpose (its traceback goes to stderr)."""
+
+
 class ConfigError(TrtisBuildError):
     """Bad option, bad configuration key or value."""
 

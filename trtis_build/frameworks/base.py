@@ -80,6 +80,19 @@ def find_package_dir(python: str, package: str) -> str | None:
     return str(Path(origin).parent) if origin.endswith("__init__.py") else None
 
 
+SOURCE_READ_LIMIT = 1 << 20  # bytes of a source read to decide what it is
+
+
+def read_source(path: Path) -> str:
+    """The start of a source file as text, for deciding its role or how it registers ("" when
+    it cannot be read: the compiler then says why)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(SOURCE_READ_LIMIT).decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def camel_case(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
 

@@ -16,6 +16,7 @@ from .. import frameworks
 from ..core.errors import OpSpecError
 from ..frameworks.base import field_error as _fail
 from ..frameworks.base import read_string as _string
+from ..frameworks.base import read_source
 from ..frameworks.base import read_string_list as _string_list
 from ..frameworks.base import reject_unknown as _reject_unknown
 
@@ -74,7 +75,6 @@ class OpSpec:
         return tuple(str(item) for item in self.declared)
 
 
-SOURCE_READ_LIMIT = 1 << 20  # bytes of a source read to decide its role
 SOURCE_SUFFIXES = (".cu", ".cc", ".cpp", ".cxx")
 
 
@@ -94,11 +94,7 @@ class FrameworkReach:
 
     def _read(self, path: Path) -> tuple[bool, list[Path]]:
         if path not in self.direct:
-            try:
-                with open(path, "rb") as handle:
-                    text = handle.read(SOURCE_READ_LIMIT).decode(errors="replace")
-            except OSError:
-                text = ""
+            text = read_source(path)
             included = []
             for name in LOCAL_INCLUDE.findall(text):
                 for base in (path.parent, *self.include_dirs):

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from ..base import field_error
+from ..base import field_error, read_source
 
 MODES = ("getCreators", "static")
 
@@ -23,15 +23,10 @@ _COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 _STATIC = re.compile(r"\bREGISTER_TENSORRT_PLUGIN\s*\(")
 # A definition (with a body), not a declaration.
 _GET_CREATORS = re.compile(r"\bgetCreators\s*\([^;{)]*\)\s*(?:noexcept\s*)?\{")
-READ_LIMIT = 1 << 20
 
 
 def _code(path: Path) -> str:
-    try:
-        with open(path, "rb") as handle:
-            return _COMMENTS.sub(" ", handle.read(READ_LIMIT).decode(errors="replace"))
-    except OSError:
-        return ""
+    return _COMMENTS.sub(" ", read_source(path))
 
 
 def registration_mode(data: Mapping, op_toml: Path, adapter_sources: Iterable[Path]) -> str:

@@ -26,6 +26,12 @@ CASE_KEYS = {"inputs", "fields", "outputs"}
 TENSOR_TYPES = ("float32", "float16", "bfloat16", "int8", "uint8", "int32", "int64", "bool")
 TENSOR = re.compile(rf"({'|'.join(TENSOR_TYPES)})\[(\d+(?:,\d+){{0,7}})?\]")
 FIELD_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
+# The check program reads cases as tab-separated lines (plugin_check_cases.h).
+FORBIDDEN = "\t\n\r\0"
+
+
+def _plain(text: str) -> bool:
+    return not any(c in text for c in FORBIDDEN)
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class PluginTestCase:
         fields = data.get("fields", {})
         if not isinstance(fields, dict) or not all(
                 isinstance(k, str) and FIELD_NAME.fullmatch(k) and isinstance(v, list) and v
-                and all(isinstance(x, str) and not any(c in x for c in "\t\n\r\0") for x in v)
+                and all(isinstance(x, str) and _plain(x) for x in v)
                 for k, v in fields.items()):
             raise field_error("a plugin test case's fields are not named lists of strings", where, "plugin_tests",
                               hint="rebuild the bundle with `trtis-build ops build`")
@@ -83,7 +89,7 @@ def _field_text(name: str, value: Any, op_toml: Path, where: str) -> tuple[str, 
                           hint="a field is a number, a list of numbers or a string")
 
     if isinstance(value, str):
-        if any(c in value for c in "\t\n\r\0"):
+        if not _plain(value):
             raise field_error(f"field {name!r} holds a tab, newline or NUL", op_toml, where)
         return (value,)
     if isinstance(value, list):
