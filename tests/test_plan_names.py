@@ -180,3 +180,36 @@ def test_a_name_registered_twice_in_one_library_gets_its_own_fix():
     hint = TensorFlow().load_error_hint("Op with name Twice")
     assert "Twice is registered twice" in hint and "REGISTER_OP" in hint
     assert "undefined symbol" in TensorFlow().load_error_hint("undefined symbol: _ZN3foo")
+
+
+def _shared_kernel_project(tmp_path):
+    root = make_project(tmp_path, EXAMPLE_TF)
+    shutil.copytree(REPO / "ops" / "tensorrt" / "addsub", root / "ops" / "tensorrt" / "addsub")
+    trt = TensorRTInfo(include_dir="/trt/include", version="10.14.1", source="test")
+    return root, dataclasses.replace(toolchain(), frameworks={"tensorflow": TF, "tensorrt": trt})
+
+
+def test_kernels_listed_by_two_ops_are_compiled_once_by_the_op_that_holds_them(tmp_path):
+    root, tc = _shared_kernel_project(tmp_path)
+    plan = make_plan(discover(root, default_namespace="trtis"), tc, output_dir=Path("/out"))
+    by_key = {t.key: t for t in plan.targets}
+    assert "KERNELS_FROM" not in by_key["tensorflow/addsub"].sources
+    assert by_key["tensorrt/addsub"].sources["KERNELS_FROM"] == ["tf_addsub"]
+    text = plan.cmake_text()
+    # The op that compiles them is defined first: CMake reads its objects when the other comes.
+    assert text.index("trtis_tensorflow_op(addsub") < text.index("trtis_tensorrt_plugin(addsub")
+    assert "KERNELS_FROM [==[tf_addsub]==]" in text
+    # Both libraries still get their kernel library.
+    assert by_key["tensorrt/addsub"].harness == "kernels/tensorrt-addsub.so"
+
+
+def test_kernels_are_compiled_again_where_flags_differ_or_their_op_is_not_built(tmp_path):
+    root, tc = _shared_kernel_project(tmp_path)
+    op_toml = root / "ops" / "tensorrt" / "addsub" / "op.toml"
+    alone = make_plan(discover(root, default_namespace="trtis"), tc, output_dir=Path("/out"),
+                      frameworks=("tensorrt",))
+    assert [t.key for t in alone.targets] == ["tensorrt/addsub"]
+    assert "KERNELS_FROM" not in alone.targets[0].sources
+    op_toml.write_text(op_toml.read_text().replace('version = "1.0.0"', 'version = "1.0.0"\ncuda_flags = ["-DFAST=1"]'))
+    flagged = make_plan(discover(root, default_namespace="trtis"), tc, output_dir=Path("/out"))
+    assert all("KERNELS_FROM" not in t.sources for t in flagged.targets)

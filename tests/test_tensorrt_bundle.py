@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from trtis_build.bundle import fatbin
 from trtis_build.core import process
 from trtis_build.frameworks.tensorrt import config_header, headers, plugin_check, registry
 from trtis_build.core.files import sha256_file
@@ -73,6 +75,21 @@ def test_ops_build_puts_the_plugin_and_its_autoload_shim_in_the_bundle(project):
     # Without a TensorRT 10 runtime configured, the 11.x one here can only show it loads and refuses.
     assert autoload["checked"].startswith("opened only: the TensorRT runtime here is 11.")
     assert autoload["registered"] is False
+
+
+def test_the_kernels_both_ops_list_are_compiled_once_and_linked_into_both(project):
+    root, manifest = project
+    log = (root / "build" / "build.log").read_text()
+    # One nvcc compile of the shared .cu and one g++ compile of the shared .cc, by the op
+    # whose directory holds them (tf_addsub); the plugin links those objects.
+    assert log.count("nvcc addsub_kernel.cu") == 1, log
+    assert "trt_addsub_cpu" not in log and "trt_addsub_cuda" not in log
+    bundle = root / "build" / "bundle"
+    for path in ("tensorflow/libaddsub.so", "tensorrt/libaddsub.so", "kernels/tensorrt-addsub.so"):
+        assert fatbin.cuda_archs(bundle / path)["sass"] == ["90"], path  # the shared CUDA object is in each
+    exported = subprocess.run(["nm", "-D", "--defined-only", str(bundle / "kernels" / "tensorrt-addsub.so")],
+                              capture_output=True, text=True, check=True).stdout
+    assert "trtis_addsub_cpu" in exported and "trtis_addsub_cuda" in exported, exported
 
 
 def test_ops_check_runs_the_plugin_check_and_covers_the_shim(project):

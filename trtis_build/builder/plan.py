@@ -7,7 +7,7 @@ when its text is unchanged (so CMake does not re-configure on a no-op rebuild).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from typing import Any
@@ -76,7 +76,8 @@ class BuildPlan:
             lines.append(f"include({_quote(str(framework_seams.get(name).cmake_file))})")
         lines.append("")
         by_key = {op.key: op for op in self.ops}
-        for target in self.targets:
+        # An op that borrows another's kernels comes after it (CMake reads the objects then).
+        for target in sorted(self.targets, key=lambda t: bool(t.sources.get("KERNELS_FROM"))):
             op = by_key[target.key]
             lines.append(f"{framework_seams.get(target.framework).cmake_function}({target.name}")
             for arg, values in target.sources.items():
@@ -171,6 +172,7 @@ def make_plan(ops: list[OpSpec], toolchain: Toolchain, *, output_dir: Path, buil
             skipped.append((op.key, reason))
             continue
         targets.append(_target(op, cuda_enabled, build_dir))
+    targets = _share_kernels(targets, {op.key: op for op in ops})
     for name in sorted({target.framework for target in targets}):
         seam = framework_seams.get(name)
         variables.update(seam.cmake_variables(toolchain.framework(name), toolchain, build_dir))
@@ -198,6 +200,36 @@ def _target(op: OpSpec, cuda_enabled: bool, build_dir: Path) -> Target:
                   harness=(f"kernels/{op.framework}-{op.name}.so"
                            if cuda_enabled and op.cuda_sources and op.kernel_library else None),
                   cuda=cuda_enabled and op.has_cuda, sources=sources, extras=seam.extra_outputs(op))
+
+
+def _kernel_home(op: OpSpec, candidates: list[OpSpec]) -> OpSpec | None:
+    """The op whose kernels `op` borrows: one in this build whose directory holds every kernel
+    source `op` lists, listing the same ones with the same flags. Its objects are the ones
+    `op` would compile (a framework-free kernel does not depend on the op linking it)."""
+    kernels = (op.kernel_sources, op.cuda_sources)
+    if not any(kernels):
+        return None
+    for home in candidates:
+        if (home.key != op.key and (home.kernel_sources, home.cuda_sources) == kernels
+                and (home.cxx_flags, home.cuda_flags) == (op.cxx_flags, op.cuda_flags)
+                and all(path.is_relative_to(home.directory) for path in (*kernels[0], *kernels[1]))):
+            return home
+    return None
+
+
+def _share_kernels(targets: list[Target], by_key: dict[str, OpSpec]) -> list[Target]:
+    """Kernels that several ops list (kernel_sources = ["../../tensorflow/addsub/..."]) are
+    compiled once, by the op whose directory holds them, and linked into each library: one
+    object per kernel, however many frameworks serve it."""
+    planned = [by_key[target.key] for target in targets]
+    shared = []
+    for target in targets:
+        home = _kernel_home(by_key[target.key], planned)
+        if home is not None and _kernel_home(home, planned) is None:  # the home compiles its own
+            home_target = next(t for t in targets if t.key == home.key)
+            target = replace(target, sources={**target.sources, "KERNELS_FROM": [home_target.cmake_prefix]})
+        shared.append(target)
+    return shared
 
 
 def write_plan(plan: BuildPlan, path: Path) -> bool:

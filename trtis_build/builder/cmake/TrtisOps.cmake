@@ -60,22 +60,30 @@ endfunction()
 # is OFF (op.toml `kernel_library`, off by default where a kernel source includes the
 # framework's headers: such code may call the adapter's helpers, which the harness lacks).
 # SYSTEM_INCLUDE_DIRS: headers the framework's kernels may include (TensorRT's plugins do).
+# KERNELS_FROM <prefix>: link that op's kernel objects instead of compiling the same sources
+# again (the plan decides: builder/plan.py _share_kernels; that op's call comes first).
 function(_trtis_kernels prefix framework name)
-  cmake_parse_arguments(PARSE_ARGV 3 A "" "KERNEL_LIBRARY" "KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;SYSTEM_INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
+  cmake_parse_arguments(PARSE_ARGV 3 A "" "KERNEL_LIBRARY;KERNELS_FROM" "KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;SYSTEM_INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
+  set(cpu_objects)
   set(cuda_objects)
-  if(TRTIS_CUDA_ENABLED AND A_CUDA_SOURCES)
-    trtis_nvcc_objects(cuda_objects ${prefix}_cuda SOURCES ${A_CUDA_SOURCES}
-                       INCLUDE_DIRS ${A_INCLUDE_DIRS} SYSTEM_INCLUDE_DIRS ${A_SYSTEM_INCLUDE_DIRS}
-                       FLAGS ${A_CUDA_FLAGS})
-  endif()
-  if(A_KERNEL_SOURCES)
-    add_library(${prefix}_cpu OBJECT ${A_KERNEL_SOURCES})
-    target_include_directories(${prefix}_cpu PRIVATE ${A_INCLUDE_DIRS})
-    target_include_directories(${prefix}_cpu SYSTEM PRIVATE ${A_SYSTEM_INCLUDE_DIRS})
-    target_compile_options(${prefix}_cpu PRIVATE ${A_CXX_FLAGS})
-    set(cpu_objects "$<TARGET_OBJECTS:${prefix}_cpu>")
+  if(A_KERNELS_FROM)
+    get_property(cpu_objects GLOBAL PROPERTY TRTIS_CPU_OBJECTS_${A_KERNELS_FROM})
+    get_property(cuda_objects GLOBAL PROPERTY TRTIS_CUDA_OBJECTS_${A_KERNELS_FROM})
   else()
-    set(cpu_objects)
+    if(TRTIS_CUDA_ENABLED AND A_CUDA_SOURCES)
+      trtis_nvcc_objects(cuda_objects ${prefix}_cuda SOURCES ${A_CUDA_SOURCES}
+                         INCLUDE_DIRS ${A_INCLUDE_DIRS} SYSTEM_INCLUDE_DIRS ${A_SYSTEM_INCLUDE_DIRS}
+                         FLAGS ${A_CUDA_FLAGS})
+    endif()
+    if(A_KERNEL_SOURCES)
+      add_library(${prefix}_cpu OBJECT ${A_KERNEL_SOURCES})
+      target_include_directories(${prefix}_cpu PRIVATE ${A_INCLUDE_DIRS})
+      target_include_directories(${prefix}_cpu SYSTEM PRIVATE ${A_SYSTEM_INCLUDE_DIRS})
+      target_compile_options(${prefix}_cpu PRIVATE ${A_CXX_FLAGS})
+      set(cpu_objects "$<TARGET_OBJECTS:${prefix}_cpu>")
+    endif()
+    set_property(GLOBAL PROPERTY TRTIS_CPU_OBJECTS_${prefix} ${cpu_objects})
+    set_property(GLOBAL PROPERTY TRTIS_CUDA_OBJECTS_${prefix} ${cuda_objects})
   endif()
   if(TRTIS_CUDA_ENABLED AND cuda_objects AND NOT A_KERNEL_LIBRARY STREQUAL "OFF")
     add_library(${prefix}_harness MODULE ${cpu_objects} ${cuda_objects})

@@ -7,12 +7,22 @@ registered: for each library, the op names it registers, the devices with kernel
             kernels it added for ops it does not define (a built-in's: "Add (CPU)").
 """
 
+import importlib.util
 import json
 import os
 import sys
 from collections import Counter
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _bare_import():
+    """frameworks/bare_import.py, loaded by its path: this probe runs as a script."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bare_import.py")
+    spec = importlib.util.spec_from_file_location("trtis_bare_import", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _all_op_names():
@@ -40,13 +50,16 @@ def info():
 
 
 def registered(paths):
+    # TensorFlow's runtime and C API, not its Python API (bare_import.py says why).
+    c_api = _bare_import().import_core("tensorflow", "python.client.pywrap_tf_session")
     from tensorflow.core.framework import kernel_def_pb2, op_def_pb2
-    from tensorflow.python.client import pywrap_tf_session as c_api
-    from tensorflow.python.framework import kernels
+
+    def kernels_of(buffer):
+        return kernel_def_pb2.KernelList.FromString(c_api.TF_GetBuffer(buffer)).kernel
 
     def kernel_defs():
         # A multiset: a kernel that duplicates a built-in's is byte-identical to it.
-        return Counter(k.SerializeToString() for k in kernels.get_all_registered_kernels().kernel)
+        return Counter(k.SerializeToString() for k in kernels_of(c_api.TF_GetAllRegisteredKernels()))
 
     result = {}
     for path in paths:
@@ -61,7 +74,7 @@ def registered(paths):
         c_api.TF_DeleteLibraryHandle(handle)
         ops = sorted(op.name for op in op_list.op)
         devices = {
-            name: sorted({k.device_type for k in kernels.get_registered_kernels_for_op(name).kernel})
+            name: sorted({k.device_type for k in kernels_of(c_api.TF_GetRegisteredKernelsForOp(name))})
             for name in ops
         }
         # TensorFlow drops a second REGISTER_OP of a built-in name without a word, but keeps the
@@ -74,13 +87,11 @@ def registered(paths):
 
 
 def serve():
-    """Import TensorFlow now, at low CPU priority (the build starts this while the compiler
-    runs, whose critical path must not wait for it), then probe the paths read from stdin,
-    one per line, when the build has them."""
+    """Load TensorFlow's runtime now, at low CPU priority (the build starts this while the
+    compiler runs, whose critical path must not wait for it), then probe the paths read from
+    stdin, one per line, when the build has them."""
     os.nice(19)
-    import tensorflow  # noqa: F401  (the slow part)
-    from tensorflow.python.framework import kernels  # noqa: F401
-
+    _bare_import().import_core("tensorflow", "python.client.pywrap_tf_session")  # the slow part
     return registered([line.strip() for line in sys.stdin if line.strip()])
 
 

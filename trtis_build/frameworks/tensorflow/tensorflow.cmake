@@ -11,11 +11,11 @@ set(TRTIS_TF_PCH_HEADERS <tensorflow/core/framework/op.h> <tensorflow/core/frame
 # trtis_tensorflow_op(<name> SOURCES ... [KERNEL_SOURCES ...] [CUDA_SOURCES ...]
 #                     [GPU_SOURCES ...] [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...])
 function(trtis_tensorflow_op name)
-  cmake_parse_arguments(PARSE_ARGV 1 A "" "KERNEL_LIBRARY" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;GPU_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
+  cmake_parse_arguments(PARSE_ARGV 1 A "" "KERNEL_LIBRARY;KERNELS_FROM" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;GPU_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
   set(prefix tf_${name})
   _trtis_kernels(${prefix} tensorflow ${name} KERNEL_SOURCES ${A_KERNEL_SOURCES}
                  CUDA_SOURCES ${A_CUDA_SOURCES} INCLUDE_DIRS ${A_INCLUDE_DIRS}
-                 CXX_FLAGS ${A_CXX_FLAGS} CUDA_FLAGS ${A_CUDA_FLAGS} KERNEL_LIBRARY "${A_KERNEL_LIBRARY}")
+                 CXX_FLAGS ${A_CXX_FLAGS} CUDA_FLAGS ${A_CUDA_FLAGS} KERNEL_LIBRARY "${A_KERNEL_LIBRARY}" KERNELS_FROM "${A_KERNELS_FROM}")
   set(definitions ${TRTIS_TF_DEFINITIONS})
   set(has_cuda_code OFF)
   if(A_CUDA_SOURCES OR A_GPU_SOURCES)

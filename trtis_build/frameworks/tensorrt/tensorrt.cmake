@@ -13,11 +13,11 @@ set(TRTIS_TRT_STATIC_REGISTRATION_DIR "${CMAKE_CURRENT_LIST_DIR}/static_registra
 #                       [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...] [CONFIG_HEADER_DIR dir]
 #                       [REGISTRATION getCreators|static])
 function(trtis_tensorrt_plugin name)
-  cmake_parse_arguments(PARSE_ARGV 1 A "" "CONFIG_HEADER_DIR;KERNEL_LIBRARY;REGISTRATION" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
+  cmake_parse_arguments(PARSE_ARGV 1 A "" "CONFIG_HEADER_DIR;KERNEL_LIBRARY;KERNELS_FROM;REGISTRATION" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
   set(prefix trt_${name})
   _trtis_kernels(${prefix} tensorrt ${name} KERNEL_SOURCES ${A_KERNEL_SOURCES}
                  CUDA_SOURCES ${A_CUDA_SOURCES} INCLUDE_DIRS ${A_INCLUDE_DIRS}
-                 CXX_FLAGS ${A_CXX_FLAGS} CUDA_FLAGS ${A_CUDA_FLAGS} KERNEL_LIBRARY "${A_KERNEL_LIBRARY}"
+                 CXX_FLAGS ${A_CXX_FLAGS} CUDA_FLAGS ${A_CUDA_FLAGS} KERNEL_LIBRARY "${A_KERNEL_LIBRARY}" KERNELS_FROM "${A_KERNELS_FROM}"
                  SYSTEM_INCLUDE_DIRS ${TRTIS_TRT_INCLUDE_DIR} "${TRTIS_CUDA_INCLUDE_DIR}")
   # The adapter in its own object library, so it compiles beside nvcc (see the TensorFlow one).
   set(adapter_sources ${A_SOURCES})

@@ -8,9 +8,20 @@ registered: for each library, loaded in turn into this fresh process: the operat
             existed before it whose dispatch table it changed (kernels added for built-ins).
 """
 
+import ctypes
+import importlib.util
 import json
 import os
 import sys
+
+
+def _bare_import():
+    """frameworks/bare_import.py, loaded by its path: this probe runs as a script."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bare_import.py")
+    spec = importlib.util.spec_from_file_location("trtis_bare_import", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _operators(torch):
@@ -43,15 +54,22 @@ def _kernel_keys(dump):
     return sorted(set(keys))
 
 
-def registered(paths):
+def _dispatcher():
+    """torch._C (the dispatcher and its schemas), not torch's Python API (bare_import.py)."""
+    _bare_import().import_core("torch", "_C")
     import torch
 
+    return torch
+
+
+def registered(paths):
+    torch = _dispatcher()
     before = _operators(torch)
     tables = {name: torch._C._dispatch_dump(name) for name in before}
     result = {}
     for path in paths:
         try:
-            torch.ops.load_library(path)
+            ctypes.CDLL(path)  # what torch.ops.load_library does, without torch.ops
         except Exception as exc:  # the library failed to load: report, don't crash
             result[path] = {"error": (str(exc).strip() or repr(exc))[:2000]}
             continue
@@ -76,7 +94,7 @@ def serve():
     """Import torch now, at low CPU priority (started while the compiler runs), then probe
     the paths read from stdin when the build has them."""
     os.nice(19)
-    import torch  # noqa: F401  (the slow part)
+    _dispatcher()  # the slow part
 
     return registered([line.strip() for line in sys.stdin if line.strip()])
 

@@ -3,11 +3,11 @@
 # trtis_torch_op(<name> SOURCES ... [KERNEL_SOURCES ...] [CUDA_SOURCES ...] [INCLUDE_DIRS ...]
 #                [CXX_FLAGS ...] [CUDA_FLAGS ...] ABI stable|exact TARGET_VERSION 0x... PYTHON ON|OFF)
 function(trtis_torch_op name)
-  cmake_parse_arguments(PARSE_ARGV 1 A "" "ABI;TARGET_VERSION;PYTHON;KERNEL_LIBRARY" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
+  cmake_parse_arguments(PARSE_ARGV 1 A "" "ABI;TARGET_VERSION;PYTHON;KERNEL_LIBRARY;KERNELS_FROM" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
   set(prefix torch_${name})
   _trtis_kernels(${prefix} torch ${name} KERNEL_SOURCES ${A_KERNEL_SOURCES}
                  CUDA_SOURCES ${A_CUDA_SOURCES} INCLUDE_DIRS ${A_INCLUDE_DIRS}
-                 CXX_FLAGS ${A_CXX_FLAGS} CUDA_FLAGS ${A_CUDA_FLAGS} KERNEL_LIBRARY "${A_KERNEL_LIBRARY}")
+                 CXX_FLAGS ${A_CXX_FLAGS} CUDA_FLAGS ${A_CUDA_FLAGS} KERNEL_LIBRARY "${A_KERNEL_LIBRARY}" KERNELS_FROM "${A_KERNELS_FROM}")
   # The adapter in its own object library, so it compiles beside nvcc (see the TensorFlow one).
   add_library(${prefix}_adapter OBJECT ${A_SOURCES})
   target_include_directories(${prefix}_adapter PRIVATE ${A_INCLUDE_DIRS})
