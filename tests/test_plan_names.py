@@ -210,6 +210,11 @@ def test_kernels_are_compiled_again_where_flags_differ_or_their_op_is_not_built(
                       frameworks=("tensorrt",))
     assert [t.key for t in alone.targets] == ["tensorrt/addsub"]
     assert "KERNELS_FROM" not in alone.targets[0].sources
-    op_toml.write_text(op_toml.read_text().replace('version = "1.0.0"', 'version = "1.0.0"\ncuda_flags = ["-DFAST=1"]'))
+    original = op_toml.read_text()
+    op_toml.write_text(original.replace('version = "1.0.0"', 'version = "1.0.0"\ncuda_flags = ["-DFAST=1"]'))
     flagged = make_plan(discover(root, default_namespace="trtis"), tc, output_dir=Path("/out"))
     assert all("KERNELS_FROM" not in t.sources for t in flagged.targets)
+    # Kernels without their kernel library (as where they include a framework's headers) stay apart.
+    op_toml.write_text(original.replace('version = "1.0.0"', 'version = "1.0.0"\nkernel_library = false'))
+    apart = make_plan(discover(root, default_namespace="trtis"), tc, output_dir=Path("/out"))
+    assert all("KERNELS_FROM" not in t.sources for t in apart.targets)

@@ -205,12 +205,14 @@ def _target(op: OpSpec, cuda_enabled: bool, build_dir: Path) -> Target:
 def _kernel_home(op: OpSpec, candidates: list[OpSpec]) -> OpSpec | None:
     """The op whose kernels `op` borrows: one in this build whose directory holds every kernel
     source `op` lists, listing the same ones with the same flags. Its objects are the ones
-    `op` would compile (a framework-free kernel does not depend on the op linking it)."""
+    `op` would compile: the kernels are framework-free (both build the kernel library, which
+    kernels that include a framework's headers do not), so no framework's headers or
+    defines reach them."""
     kernels = (op.kernel_sources, op.cuda_sources)
-    if not any(kernels):
+    if not any(kernels) or not op.kernel_library:
         return None
     for home in candidates:
-        if (home.key != op.key and (home.kernel_sources, home.cuda_sources) == kernels
+        if (home.key != op.key and home.kernel_library and (home.kernel_sources, home.cuda_sources) == kernels
                 and (home.cxx_flags, home.cuda_flags) == (op.cxx_flags, op.cuda_flags)
                 and all(path.is_relative_to(home.directory) for path in (*kernels[0], *kernels[1]))):
             return home
