@@ -1,4 +1,4 @@
-"""frameworks/bare_import.py: the registry probes import a framework's compiled core without
+"""frameworks/probe_support/bare_import.py: the registry probes import a framework's compiled core without
 its package __init__ (TensorFlow's and torch's probes use it; tests/test_tf_builtins.py and
 tests/test_torch_ops.py show their checks still catch what they must)."""
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BARE_IMPORT = Path(__file__).resolve().parent.parent / "trtis_build" / "frameworks" / "bare_import.py"
+BARE_IMPORT = Path(__file__).resolve().parent.parent / "trtis_build" / "frameworks" / "probe_support" / "bare_import.py"
 
 
 def _package(root: Path, core: str) -> None:

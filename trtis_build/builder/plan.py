@@ -224,12 +224,12 @@ def _share_kernels(targets: list[Target], by_key: dict[str, OpSpec]) -> list[Tar
     compiled once, by the op whose directory holds them, and linked into each library: one
     object per kernel, however many frameworks serve it."""
     planned = [by_key[target.key] for target in targets]
+    prefixes = {target.key: target.cmake_prefix for target in targets}
     shared = []
     for target in targets:
         home = _kernel_home(by_key[target.key], planned)
         if home is not None and _kernel_home(home, planned) is None:  # the home compiles its own
-            home_target = next(t for t in targets if t.key == home.key)
-            target = replace(target, sources={**target.sources, "KERNELS_FROM": [home_target.cmake_prefix]})
+            target = replace(target, sources={**target.sources, "KERNELS_FROM": [prefixes[home.key]]})
         shared.append(target)
     return shared
 

@@ -7,22 +7,16 @@ registered: for each library, the op names it registers, the devices with kernel
             kernels it added for ops it does not define (a built-in's: "Add (CPU)").
 """
 
-import importlib.util
 import json
 import os
 import sys
 from collections import Counter
 
+# frameworks/probe_support/ holds only bare_import.py (this probe runs as a script).
+sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probe_support"))
+from bare_import import import_core  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def _bare_import():
-    """frameworks/bare_import.py, loaded by its path: this probe runs as a script."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bare_import.py")
-    spec = importlib.util.spec_from_file_location("trtis_bare_import", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _all_op_names():
@@ -50,8 +44,8 @@ def info():
 
 
 def registered(paths):
-    # TensorFlow's runtime and C API, not its Python API (bare_import.py says why).
-    c_api = _bare_import().import_core("tensorflow", "python.client.pywrap_tf_session")
+    # TensorFlow's runtime and C API, not its Python API (probe_support/bare_import.py says why).
+    c_api = import_core("tensorflow", "python.client.pywrap_tf_session")
     from tensorflow.core.framework import kernel_def_pb2, op_def_pb2
 
     def kernels_of(buffer):
@@ -91,7 +85,7 @@ def serve():
     compiler runs, whose critical path must not wait for it), then probe the paths read from
     stdin, one per line, when the build has them."""
     os.nice(19)
-    _bare_import().import_core("tensorflow", "python.client.pywrap_tf_session")  # the slow part
+    import_core("tensorflow", "python.client.pywrap_tf_session")  # the slow part
     return registered([line.strip() for line in sys.stdin if line.strip()])
 
 

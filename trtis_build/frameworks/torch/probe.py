@@ -9,19 +9,13 @@ registered: for each library, loaded in turn into this fresh process: the operat
 """
 
 import ctypes
-import importlib.util
 import json
 import os
 import sys
 
-
-def _bare_import():
-    """frameworks/bare_import.py, loaded by its path: this probe runs as a script."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bare_import.py")
-    spec = importlib.util.spec_from_file_location("trtis_bare_import", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# frameworks/probe_support/ holds only bare_import.py (this probe runs as a script).
+sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probe_support"))
+from bare_import import import_core  # noqa: E402
 
 
 def _operators(torch):
@@ -55,8 +49,8 @@ def _kernel_keys(dump):
 
 
 def _dispatcher():
-    """torch._C (the dispatcher and its schemas), not torch's Python API (bare_import.py)."""
-    _bare_import().import_core("torch", "_C")
+    """torch._C (the dispatcher and its schemas), not torch's Python API (probe_support/bare_import.py)."""
+    import_core("torch", "_C")
     import torch
 
     return torch

@@ -1,6 +1,6 @@
-"""For the registry probes (run under a framework's own interpreter, so standard library
-only; each probe loads this file by its path): a framework's compiled core imported without
-its package's __init__.
+"""For the registry probes (run as scripts under a framework's own interpreter, so standard
+library only; each probe puts this directory, which holds nothing else, on sys.path): a
+framework's compiled core imported without its package's __init__.
 
 The registries a custom-op library adds to belong to the framework's runtime (TensorFlow's
 C API, torch's dispatcher); the package __init__ builds the Python API around them (tf.*,
@@ -30,4 +30,3 @@ def import_core(package: str, module: str):
                     del sys.modules[name]
         importlib.import_module(package)
     return importlib.import_module(f"{package}.{module}")
-
