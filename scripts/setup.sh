@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 # docker.io only for the tests that load its archives into real engines).
 # python3 and python3-venv: a minimal Debian root has neither (Debian's python3 lacks ensurepip).
 # redis-server: the shared compiler cache's storage in the sccache tests (started by the tests).
-DEBIAN_PACKAGES=(python3 python3-venv g++ cmake ninja-build binutils skopeo umoci oci-image-tool bubblewrap docker-registry mmdebstrap podman docker.io redis-server)
+# lld: the linker the build takes where it is installed (3-4x faster links than GNU ld);
+# clang: the second supported C++ compiler (its precompiled headers pay from fewer TensorFlow adapters).
+DEBIAN_PACKAGES=(python3 python3-venv g++ cmake ninja-build binutils lld clang skopeo umoci oci-image-tool bubblewrap docker-registry mmdebstrap podman docker.io redis-server)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for pkg in "${DEBIAN_PACKAGES[@]}"; do

@@ -36,6 +36,8 @@ needs_trt10 = pytest.mark.skipif(not (TRT10 / "tensorrt_lean_bindings").is_dir()
 
 needs_tf = pytest.mark.skipif(not has_tensorflow(), reason="tensorflow-cpu not installed "
                               "(scripts/setup.sh installs it)")
+needs_clang = pytest.mark.skipif(shutil.which("clang++") is None or shutil.which("ld.lld") is None,
+                                 reason="clang++ or ld.lld not installed (scripts/setup.sh installs clang and lld)")
 
 
 @pytest.fixture

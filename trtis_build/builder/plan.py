@@ -145,6 +145,7 @@ def make_plan(ops: list[OpSpec], toolchain: Toolchain, *, output_dir: Path, buil
         "TRTIS_OUTPUT_DIR": str(output_dir),
         # What the driver configures with; the IDE entry (top-level CMakeLists.txt) reads it.
         "TRTIS_CXX_COMPILER": toolchain.cxx.path,
+        "TRTIS_LINKER": toolchain.linker_name or "",  # -fuse-ld=<it> (TrtisOps.cmake); "": the compiler's own
         "TRTIS_CUDA_ENABLED": "ON" if cuda_enabled else "OFF",
         # python -S compile_launcher.py ROOT [sccache] -- (builder/compile_launcher.py)
         "TRTIS_COMPILER_LAUNCHER": list(launcher or []),
@@ -177,7 +178,8 @@ def make_plan(ops: list[OpSpec], toolchain: Toolchain, *, output_dir: Path, buil
         seam = framework_seams.get(name)
         variables.update(seam.cmake_variables(toolchain.framework(name), toolchain, build_dir))
         planned = {target.key for target in targets if target.framework == name}
-        variables.update(seam.plan_variables([op for op in ops if op.key in planned], options))
+        variables.update(seam.plan_variables([op for op in ops if op.key in planned], options,
+                                            toolchain, cuda_enabled))
     return BuildPlan(cuda_enabled=cuda_enabled, cuda_archs=archs, ptx_arch=ptx, nvcc_flags=nvcc_flags,
                      variables=variables, targets=tuple(targets), skipped=tuple(skipped),
                      ops=tuple(ops), source_root=str(options.root) if options is not None else "")

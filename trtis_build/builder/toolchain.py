@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,10 +24,15 @@ from ..core import process
 from ..core.errors import ToolchainError
 from ..core.files import user_cache_dir, write_text_atomic
 
-CACHE_SCHEMA = 3
+CACHE_SCHEMA = 4
 # CMake needs 3.24 for CUDA_ARCHITECTURES with -real/-virtual suffixes and CUDA 13.
 MIN_CMAKE = (3, 24)
 ENV_KEYS = ("CXX", "CUDACXX", "CUDA_HOME", "CUDA_PATH", "PATH")  # and each framework's env_keys
+# option `linker` -> the program the compiler runs for -fuse-ld=<name>. `auto` takes lld where
+# it is installed: it links a TensorFlow adapter 3-4x faster than GNU ld (0.06 s against 0.23 s
+# here), and links are on a cold build's critical path after each compile.
+LINKERS = {"lld": "ld.lld", "mold": "ld.mold", "gold": "ld.gold"}
+AUTO_LINKER = "lld"
 # TRTIS_BUILD_CACHE_DIR / XDG_CACHE_HOME choose where the cache lives (default ~/.cache/trtis-build).
 
 
@@ -53,6 +59,8 @@ class Toolchain:
     cmake: Tool | None
     ninja: Tool | None
     cuda: CudaInfo | None
+    cxx_family: str = "gcc"      # gcc or clang: what the precompiled header's cost depends on
+    linker: Tool | None = None   # None: the compiler's own linker; else -fuse-ld=linker_name
     # framework name -> what its detect() found (None: not installed)
     frameworks: Mapping[str, Any] = field(default_factory=dict)
     problems: tuple[str, ...] = ()   # what is missing, each with the command that fixes it
@@ -60,6 +68,13 @@ class Toolchain:
 
     def framework(self, name: str) -> Any:
         return self.frameworks.get(name)
+
+    @property
+    def linker_name(self) -> str | None:
+        """The -fuse-ld= value (lld, mold, gold), or None for the compiler's own linker."""
+        if self.linker is None:
+            return None
+        return next(name for name, program in LINKERS.items() if os.path.basename(self.linker.path) == program)
 
     def default_cuda_archs(self) -> tuple[str, ...]:
         """One SASS target per major architecture from sm_75 up (binary compatibility covers
@@ -78,6 +93,7 @@ class Toolchain:
         # Versions, no paths: the same toolchain installed elsewhere gives the same manifest.
         return {
             "cxx": {"name": os.path.basename(self.cxx.path), "version": self.cxx.version},
+            "linker": {"name": self.linker_name, "version": self.linker.version} if self.linker else None,
             "cmake": {"version": self.cmake.version} if self.cmake else None,
             "cuda": {"version": self.cuda.version} if self.cuda else None,
             **{seam.name: (seam.manifest_toolchain(self.framework(seam.name))
@@ -104,12 +120,39 @@ def _which(name: str, env: Mapping[str, str]) -> str | None:
 
 def _locate(env: Mapping[str, str], python: str, options: Any) -> dict[str, Any]:
     return {
-        "cxx": env.get("CXX") or _which("g++", env) or _which("c++", env),
+        "cxx": _find_cxx(env, options),
         "cmake": _which("cmake", env),
         "ninja": _which("ninja", env),
         "nvcc": _find_nvcc(env),
+        "linker": _find_linker(env, options),
         "frameworks": {seam.name: seam.locate(env, python, options) for seam in frameworks.all()},
     }
+
+
+def _find_cxx(env: Mapping[str, str], options: Any) -> str | None:
+    """Option `cxx`, then $CXX (a name on PATH or a path; named but not found is an error),
+    then g++, then c++."""
+    chosen = getattr(options, "cxx", None)
+    where = "option cxx" if chosen else "environment variable CXX"
+    chosen = chosen or env.get("CXX")
+    if not chosen:
+        return _which("g++", env) or _which("c++", env)
+    found = _which(chosen, env) if os.sep not in chosen else (chosen if os.access(chosen, os.X_OK) else None)
+    if found is None:
+        raise ToolchainError(f"C++ compiler {chosen!r} not found", where=where,
+                             hint="install it (apt-get install g++ or clang), or name one on PATH")
+    return os.path.abspath(found)
+
+
+def _find_linker(env: Mapping[str, str], options: Any) -> str | None:
+    choice = getattr(options, "linker", "auto") or "auto"
+    if choice == "system":
+        return None
+    found = _which(LINKERS[AUTO_LINKER if choice == "auto" else choice], env)
+    if found is None and choice != "auto":
+        raise ToolchainError(f"linker {choice} not found ({LINKERS[choice]} is not on PATH)", where="option linker",
+                             hint=f"apt-get install {choice}, or set linker = \"auto\"")
+    return found
 
 
 def _find_nvcc(env: Mapping[str, str]) -> str | None:
@@ -130,7 +173,7 @@ def _find_nvcc(env: Mapping[str, str]) -> str | None:
 
 def fingerprint(located: Mapping[str, Any], python: str, env: Mapping[str, str]) -> str:
     parts = [f"schema={CACHE_SCHEMA}", f"python={_stat_key(python)}", f"detector={_stat_key(__file__)}"]
-    for key in ("cxx", "cmake", "ninja", "nvcc"):
+    for key in ("cxx", "cmake", "ninja", "nvcc", "linker"):
         parts.append(f"{key}={_stat_key(located[key])}")
     for seam in frameworks.all():
         # The framework's own module is part of its detector.
@@ -177,7 +220,8 @@ def detect(*, python: str, env: Mapping[str, str], options: Any = None,
     if not located["cxx"]:
         raise ToolchainError("no C++ compiler found (g++ or $CXX)",
                              hint="apt-get install g++ (or set CXX)")
-    cxx = Tool(located["cxx"], _version_line(located["cxx"], ["--version"], r"(\d+\.\d+\.\d+)"))
+    cxx, cxx_family = detect_cxx(located["cxx"])
+    linker = _detect_linker(located["cxx"], located["linker"], options, problems)
     cmake = ninja = None
     if located["cmake"]:
         cmake = Tool(located["cmake"], _version_line(located["cmake"], ["--version"], r"version (\S+)"))
@@ -196,8 +240,35 @@ def detect(*, python: str, env: Mapping[str, str], options: Any = None,
         found[seam.name] = seam.detect(located["frameworks"][seam.name], python, options)
         if found[seam.name] is None:
             problems.append(seam.missing())
-    return Toolchain(python=python, cxx=cxx, cmake=cmake, ninja=ninja, cuda=cuda,
-                     frameworks=found, problems=tuple(problems), fingerprint=fp)
+    return Toolchain(python=python, cxx=cxx, cmake=cmake, ninja=ninja, cuda=cuda, cxx_family=cxx_family,
+                     linker=linker, frameworks=found, problems=tuple(problems), fingerprint=fp)
+
+
+def detect_cxx(path: str) -> tuple[Tool, str]:
+    """The compiler and its family (gcc or clang: what a precompiled header costs differs)."""
+    text = process.capture([path, "--version"], stage="toolchain")
+    version = re.search(r"(\d+\.\d+\.\d+)", text)
+    return Tool(path, version.group(1) if version else "unknown"), ("clang" if "clang" in text.lower() else "gcc")
+
+
+def _detect_linker(cxx: str, path: str | None, options: Any, problems: list[str]) -> Tool | None:
+    """The linker, once the compiler has linked a shared library with it (an old GCC does not
+    know -fuse-ld=lld). `auto` falls back to the compiler's own linker; a named one must work."""
+    if path is None:
+        return None
+    name = next(n for n, program in LINKERS.items() if os.path.basename(path) == program)
+    with tempfile.TemporaryDirectory(prefix="trtis-linker-") as tmp:
+        source = Path(tmp, "probe.cc")
+        source.write_text("int trtis_linker_probe() { return 0; }\n")
+        result = process.run([cxx, f"-fuse-ld={name}", "-shared", "-fPIC", str(source), "-o", str(Path(tmp, "probe.so"))],
+                             stage="toolchain", check=False, timeout=60)
+    if result.returncode != 0:
+        if (getattr(options, "linker", "auto") or "auto") == "auto":
+            problems.append(f"{path} found, but {cxx} cannot link with -fuse-ld={name}: using its own linker")
+            return None
+        raise ToolchainError(f"{cxx} cannot link with -fuse-ld={name}", where="option linker",
+                             hint=f"{result.output.strip()[-300:]}\nset linker = \"system\" to use the compiler's own")
+    return Tool(path, _version_line(path, ["--version"], r"(\d+\.\d+\.\d+)"))
 
 
 # --- cache -----------------------------------------------------------------------------------
@@ -218,7 +289,7 @@ def _from_json(data: dict[str, Any]) -> Toolchain:
              for seam in frameworks.all()}
     return Toolchain(
         python=data["python"], cxx=Tool(**data["cxx"]), cmake=tool(data["cmake"]),
-        ninja=tool(data["ninja"]),
+        ninja=tool(data["ninja"]), cxx_family=data["cxx_family"], linker=tool(data["linker"]),
         cuda=CudaInfo(**{**data["cuda"], "sass_archs": tuple(data["cuda"]["sass_archs"])}) if data["cuda"] else None,
         frameworks=found, problems=tuple(data["problems"]), fingerprint=data["fingerprint"])
 

@@ -26,6 +26,10 @@ def add_toolchain_options(parser, *, compiler_cache: bool = True) -> None:
                         help="directory with a TensorRT Python runtime for the plugin checks; one of the "
                              "headers' major also checks that the autoload shims register")
     parser.add_argument("--python", metavar="EXE", help="Python interpreter that has TensorFlow")
+    parser.add_argument("--cxx", metavar="COMPILER",
+                        help="C++ compiler, e.g. clang++ (default: $CXX, then g++); nvcc uses it as its host compiler")
+    parser.add_argument("--linker", metavar="auto|system|lld|mold|gold",
+                        help="what the compiler links with (default: auto, lld when installed)")
     if compiler_cache:
         parser.add_argument("--compiler-cache", metavar="none|sccache",
                             help="launch g++ and nvcc through sccache (default: none); sccache's own "
@@ -54,7 +58,7 @@ def options_from(args, **extra: Any) -> Options:
         root = find_project_root(Path.cwd())
     cli = {name: getattr(args, name, None)
            for name in ("bundle_dir", "build_dir", "jobs", "cuda_arch", "no_cuda", "tensorrt_root",
-                        "tensorrt_python_path", "python", "compiler_cache")}
+                        "tensorrt_python_path", "python", "compiler_cache", "cxx", "linker")}
     cli.update(extra)
     return resolve_options(root=root, env=os.environ, cli=cli)
 

@@ -26,7 +26,8 @@ def cmd_doctor(args) -> int:
     archs = tc.default_cuda_archs()
     report = {
         "python": {"path": tc.python, "version": platform.python_version()},
-        "cxx": vars(tc.cxx),
+        "cxx": {**vars(tc.cxx), "family": tc.cxx_family},
+        "linker": {**vars(tc.linker), "name": tc.linker_name} if tc.linker else None,
         "cmake": vars(tc.cmake) if tc.cmake else None,
         "ninja": vars(tc.ninja) if tc.ninja else None,
         "cuda": ({"nvcc": tc.cuda.nvcc, "version": tc.cuda.version, "supported_archs": list(tc.cuda.sass_archs),
@@ -72,7 +73,10 @@ def _print_report(report: dict) -> None:
 
     print("trtis-build doctor")
     line("python", f"{report['python']['version']} ({report['python']['path']})")
-    line("c++", f"{report['cxx']['version']} ({report['cxx']['path']})")
+    line("c++", f"{report['cxx']['family']} {report['cxx']['version']} ({report['cxx']['path']})")
+    linker = report["linker"]
+    line("linker", f"{linker['name']} {linker['version']} ({linker['path']})" if linker
+         else "the compiler's own (apt-get install lld links 3-4x faster)")
     for tool in ("cmake", "ninja"):
         line(tool, f"{report[tool]['version']} ({report[tool]['path']})" if report[tool] else "MISSING")
     cuda = report["cuda"]

@@ -27,9 +27,14 @@ _KEYS: dict[str, str] = {
     "tensorrt-python-path": "tensorrt_python_path",
     "python": "python",
     "compiler-cache": "compiler_cache",
+    "cxx": "cxx",
+    "linker": "linker",
 }
 # What `compiler-cache` accepts: none, or sccache (its storage comes from its own settings).
 COMPILER_CACHES = ("none", "sccache")
+# What `linker` accepts: auto (lld when installed, else the compiler's own), system (the
+# compiler's own), or one by name (builder/toolchain.py LINKERS).
+LINKERS = ("auto", "system", "lld", "mold", "gold")
 
 PATH_FIELDS = ("build_dir", "bundle_dir", "tensorrt_root", "tensorrt_python_path")
 # TRTIS_BUILD_* variables that are not settings of a build (read where they are used).
@@ -53,6 +58,8 @@ class Options:
     tensorrt_python_path: Path | None = None
     python: str | None = None  # interpreter that has TensorFlow; default: the driver's own
     compiler_cache: str = "none"  # launch g++ and nvcc through sccache (builder/compiler_cache.py)
+    cxx: str | None = None  # C++ compiler (name on PATH or path); default: $CXX, then g++
+    linker: str = "auto"  # what the compiler links with (-fuse-ld), see LINKERS
     sources: Mapping[str, str] = field(default_factory=dict)  # field -> where its value came from
 
     @property
@@ -127,6 +134,11 @@ def _convert(key: str, value: Any, where: str, root: Path) -> Any:
         raise ConfigError(f"{key} must be one of {', '.join(COMPILER_CACHES)}, not {value!r}", where=where,
                           hint="sccache's own settings (SCCACHE_REDIS_ENDPOINT, SCCACHE_BUCKET, SCCACHE_DIR, ...) "
                                "choose where it stores")
+    if name == "linker" and value not in LINKERS:
+        raise ConfigError(f"{key} must be one of {', '.join(LINKERS)}, not {value!r}", where=where,
+                          hint="auto picks lld when it is installed (apt-get install lld)")
+    if name == "cxx" and not value.strip():
+        raise ConfigError(f"{key} must name a C++ compiler (g++, clang++ or a path)", where=where)
     return value
 
 
@@ -183,8 +195,9 @@ def resolve_options(*, root: Path, env: Mapping[str, str], cli: Mapping[str, Any
             value = Path(value).resolve()
         elif name == "jobs":  # the same rules as the file and environment layers
             value = _convert("jobs", value, "-j/--jobs", root)
-        elif name == "compiler_cache":
-            value = _convert("compiler-cache", value, "--compiler-cache", root)
+        elif name in ("compiler_cache", "linker", "cxx"):
+            flag = name.replace("_", "-")
+            value = _convert(flag, value, f"--{flag}", root)
         values[name] = value
         origin[name] = "command line"
     values.setdefault("bundle_dir", values["build_dir"] / "bundle")

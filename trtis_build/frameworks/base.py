@@ -238,7 +238,7 @@ class Framework:
     def cmake_variables(self, info: Any, toolchain: "Toolchain", build_dir: Path) -> dict:
         return {}
 
-    def plan_variables(self, ops: list["OpSpec"], options: Any) -> dict:
+    def plan_variables(self, ops: list["OpSpec"], options: Any, toolchain: Any, cuda_enabled: bool) -> dict:
         """Variables decided from all the planned ops of this framework at once (e.g. whether a
         precompiled header pays for them)."""
         return {}

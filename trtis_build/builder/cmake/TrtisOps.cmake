@@ -49,6 +49,21 @@ function(trtis_nvcc_objects out_var tag)
   set(${out_var} ${objects} PARENT_SCOPE)
 endfunction()
 
+# The linker the toolchain chose (builder/toolchain.py: lld where installed) for every library
+# of the plan; called once the plan has made them. Links sit on a cold build's critical path.
+function(trtis_use_linker)
+  if(NOT TRTIS_LINKER)
+    return()
+  endif()
+  get_property(targets DIRECTORY PROPERTY BUILDSYSTEM_TARGETS)
+  foreach(target IN LISTS targets)
+    get_target_property(type ${target} TYPE)
+    if(type MATCHES "^(SHARED_LIBRARY|MODULE_LIBRARY|EXECUTABLE)$")
+      target_link_options(${target} PRIVATE -fuse-ld=${TRTIS_LINKER})
+    endif()
+  endforeach()
+endfunction()
+
 function(_trtis_cuda_link target)
   if(TRTIS_CUDA_ENABLED)
     target_link_libraries(${target} PRIVATE "${TRTIS_CUDART_STATIC}" dl pthread rt)

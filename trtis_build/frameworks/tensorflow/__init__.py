@@ -21,12 +21,16 @@ PROBE = Path(__file__).with_name("probe.py")
 # '>'-separated namespaces ("Team>ZeroOut", as in TensorFlow's own examples).
 OP_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*>)*[A-Z][A-Za-z0-9_]*$")
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}
-# A precompiled header of TensorFlow's op headers (tensorflow.cmake) costs about 2.3 adapter
-# compiles once, on one core (measured here: 26 s to write its 390 MB against 11.6 s for an
-# adapter, which then takes 2.7 s), while adapters without it compile in parallel: a cold
-# build gains only from about 3 adapter sources per parallel job (benchmarks/tf_pch_bench.py).
-PCH_SOURCES_PER_JOB = 4
-PCH_MIN_SOURCES = 8
+# A precompiled header of TensorFlow's op headers (tensorflow.cmake) is written once, on one
+# core, before any adapter that uses it; adapters without it compile in parallel meanwhile. What
+# writing it costs depends on the compiler (2 cores here, in adapter compiles, benchmarks/tf_pch_bench.py):
+#   GCC 12:   about 2.6 (12 s: GCC saves its whole 390 MB heap image), an adapter then 0.27
+#   clang 14: about 1.3 (an AST file, templates instantiated once), an adapter then 0.13
+# It pays where each parallel job has more adapters than writing costs over what each then
+# saves (2.6 / 0.73 and 1.3 / 0.87 adapters): from about 4 adapter sources per job with GCC,
+# 2 with clang, and never for one op.
+PCH_SOURCES_PER_JOB = {"gcc": 4, "clang": 2}
+PCH_MIN_SOURCES = {"gcc": 8, "clang": 4}
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,13 @@ def gpu_only(op) -> bool:
     return "DEVICE_GPU" in devices and "DEVICE_CPU" not in devices
 
 
-def pch_compatible(op) -> bool:
-    return not op.cxx_flags and not op.gpu_sources
+def pch_flavor(op, cuda_enabled: bool) -> str | None:
+    """Which precompiled header the op's adapter can take: `cuda` (its adapter is built with
+    TRTIS_WITH_CUDA and includes the stream executor), `cpu`, or None: flags of its own could
+    make a header invalid, and GPU sources define GOOGLE_CUDA, which changes TensorFlow's headers."""
+    if op.cxx_flags or op.gpu_sources:
+        return None
+    return "cuda" if cuda_enabled and op.cuda_sources else "cpu"
 
 
 class TensorFlow(Framework):
@@ -155,23 +164,28 @@ class TensorFlow(Framework):
         }
 
     def target_arguments(self, op, build_dir, cuda_enabled):
-        return {"GPU_SOURCES": [str(p) for p in op.gpu_sources]}
+        flavor = pch_flavor(op, cuda_enabled)
+        return {"GPU_SOURCES": [str(p) for p in op.gpu_sources], "PCH": [flavor] if flavor else []}
 
-    def plan_variables(self, ops, options):
-        """TRTIS_TF_PCH: one precompiled header shared by the adapters that can take it (their
-        own flags could make it invalid, and GPU sources define GOOGLE_CUDA, which changes
-        TensorFlow's headers). Not with a compiler cache: sccache does not cache compiles that
+    def plan_variables(self, ops, options, toolchain, cuda_enabled):
+        """TRTIS_TF_PCH: the precompiled headers (flavors, see pch_flavor) that pay for the
+        adapters sharing them. Not with a compiler cache: sccache does not cache compiles that
         use a precompiled header, and a warm cache is faster than any header."""
-        sharing = [op for op in ops if pch_compatible(op)]
         choice = os.environ.get("TRTIS_BUILD_TF_PCH", "auto").lower()  # on/off force it (benchmarks)
         if choice not in ("auto", "on", "off"):
             raise ConfigError(f"TRTIS_BUILD_TF_PCH must be auto, on or off, not {choice!r}",
                               where="environment variable TRTIS_BUILD_TF_PCH")
+        sources: dict[str, int] = {}
+        for op in ops:
+            flavor = pch_flavor(op, cuda_enabled)
+            if flavor:
+                sources[flavor] = sources.get(flavor, 0) + len(op.sources)
+        family = toolchain.cxx_family if toolchain.cxx_family in PCH_SOURCES_PER_JOB else "gcc"
         jobs = getattr(options, "jobs", None) or os.cpu_count() or 1
-        use = bool(sharing) and (choice == "on" or (
-            choice == "auto" and getattr(options, "compiler_cache", "none") == "none"
-            and sum(len(op.sources) for op in sharing) >= max(PCH_MIN_SOURCES, PCH_SOURCES_PER_JOB * jobs)))
-        return {"TRTIS_TF_PCH": "ON" if use else "OFF"}
+        needed = max(PCH_MIN_SOURCES[family], PCH_SOURCES_PER_JOB[family] * jobs)
+        pays = choice == "auto" and getattr(options, "compiler_cache", "none") == "none"
+        return {"TRTIS_TF_PCH": sorted(flavor for flavor, count in sources.items()
+                                       if choice == "on" or (pays and count >= needed))}
 
     def prepare(self, ops, toolchain, build_dir):
         """TensorFlow's GPU headers include CUDA through third_party/gpus/...; the CPU wheel

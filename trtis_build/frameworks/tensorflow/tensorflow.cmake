@@ -1,17 +1,21 @@
 # TensorFlow: the CMake function the plan calls per TensorFlow op (helpers: builder/cmake/TrtisOps.cmake).
 
-# TRTIS_TF_PCH (the plan decides it from the number of adapters): TensorFlow's op headers,
-# 1,420 files that take most of each adapter's compile, parsed once into a precompiled header
-# that the first adapter without flags of its own makes and every later one reuses. Adapters
-# are OBJECT libraries: no <target>_EXPORTS definition differs between them, which would make
-# GCC ignore the header.
-set(TRTIS_TF_PCH_HEADERS <tensorflow/core/framework/op.h> <tensorflow/core/framework/op_kernel.h>
-    <tensorflow/core/framework/shape_inference.h> <xla/stream_executor/stream.h>)
+# TRTIS_TF_PCH (the plan decides it from the number of adapters and the compiler): the
+# precompiled headers that pay, by flavor. TensorFlow's op headers, 1,420 files that take most
+# of each adapter's compile, parsed once into a header that the first adapter of a flavor makes
+# and every later one reuses. The `cuda` flavor (adapters built with TRTIS_WITH_CUDA) also holds
+# the stream executor, which those adapters include for the compute stream. Adapters are
+# OBJECT libraries: no <target>_EXPORTS definition differs between them, which would make GCC
+# ignore the header.
+set(TRTIS_TF_PCH_HEADERS_cpu <tensorflow/core/framework/op.h> <tensorflow/core/framework/op_kernel.h>
+    <tensorflow/core/framework/shape_inference.h>)
+set(TRTIS_TF_PCH_HEADERS_cuda ${TRTIS_TF_PCH_HEADERS_cpu} <xla/stream_executor/stream.h>)
 
 # trtis_tensorflow_op(<name> SOURCES ... [KERNEL_SOURCES ...] [CUDA_SOURCES ...]
-#                     [GPU_SOURCES ...] [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...])
+#                     [GPU_SOURCES ...] [INCLUDE_DIRS ...] [CXX_FLAGS ...] [CUDA_FLAGS ...]
+#                     [PCH cpu|cuda])   PCH: the header flavor the adapter can take (frameworks/tensorflow: pch_flavor)
 function(trtis_tensorflow_op name)
-  cmake_parse_arguments(PARSE_ARGV 1 A "" "KERNEL_LIBRARY;KERNELS_FROM" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;GPU_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
+  cmake_parse_arguments(PARSE_ARGV 1 A "" "KERNEL_LIBRARY;KERNELS_FROM;PCH" "SOURCES;KERNEL_SOURCES;CUDA_SOURCES;GPU_SOURCES;INCLUDE_DIRS;CXX_FLAGS;CUDA_FLAGS")
   set(prefix tf_${name})
   _trtis_kernels(${prefix} tensorflow ${name} KERNEL_SOURCES ${A_KERNEL_SOURCES}
                  CUDA_SOURCES ${A_CUDA_SOURCES} INCLUDE_DIRS ${A_INCLUDE_DIRS}
@@ -50,13 +54,13 @@ function(trtis_tensorflow_op name)
   endif()
   target_compile_definitions(${prefix}_adapter PRIVATE ${definitions})
   target_compile_options(${prefix}_adapter PRIVATE -Wno-deprecated-declarations ${A_CXX_FLAGS})
-  if(TRTIS_TF_PCH AND NOT A_CXX_FLAGS AND NOT A_GPU_SOURCES)  # frameworks/tensorflow: pch_compatible
-    get_property(pch_owner GLOBAL PROPERTY TRTIS_TF_PCH_OWNER)
+  if(A_PCH AND A_PCH IN_LIST TRTIS_TF_PCH)
+    get_property(pch_owner GLOBAL PROPERTY TRTIS_TF_PCH_OWNER_${A_PCH})
     if(pch_owner)
       target_precompile_headers(${prefix}_adapter REUSE_FROM ${pch_owner})
     else()
-      target_precompile_headers(${prefix}_adapter PRIVATE ${TRTIS_TF_PCH_HEADERS})
-      set_property(GLOBAL PROPERTY TRTIS_TF_PCH_OWNER ${prefix}_adapter)
+      target_precompile_headers(${prefix}_adapter PRIVATE ${TRTIS_TF_PCH_HEADERS_${A_PCH}})
+      set_property(GLOBAL PROPERTY TRTIS_TF_PCH_OWNER_${A_PCH} ${prefix}_adapter)
     endif()
   endif()
   add_library(${prefix} MODULE $<TARGET_OBJECTS:${prefix}_adapter> ${${prefix}_KERNEL_OBJECTS} ${gpu_objects})
