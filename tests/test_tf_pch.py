@@ -79,3 +79,22 @@ def test_two_adapters_share_one_precompiled_header(tmp_path, cxx, header):
     headers = {word for command in adapters for word in command.split() if word.endswith("cmake_pch.hxx")}
     assert len(headers) == 1, adapters
     assert len(list((tmp_path / "build" / "cmake").rglob(header))) == 1
+
+
+@pytest.mark.compile
+@pytest.mark.tensorflow
+@needs_tf
+def test_adapters_with_cuda_kernels_share_the_header_that_holds_the_stream_executor(tmp_path):
+    """The CUDA flavor: adapters built with TRTIS_WITH_CUDA include xla/stream_executor/stream.h
+    for the compute stream, so their header holds it too (the CPU flavor's does not)."""
+    for name in ("pchc", "pchd"):
+        trtis("ops", "add", name, cwd=tmp_path)
+    result = json.loads(trtis("ops", "build", "--json", "--cuda-arch", "90", cwd=tmp_path,
+                              env={"TRTIS_BUILD_TF_PCH": "on", "TRTIS_BUILD_COMPILER_CACHE": "none"}).stdout)
+    assert {lib["ops"][0] for lib in result["manifest"]["libraries"] if lib["ops"]} >= {"Pchc", "Pchd"}
+    plan = json.loads((tmp_path / "build" / "plan.json").read_text())
+    assert plan["variables"]["TRTIS_TF_PCH"] == ["cuda"]
+    headers = list((tmp_path / "build" / "cmake").rglob("cmake_pch.hxx"))
+    assert len(headers) == 1, headers
+    text = headers[0].read_text()
+    assert "xla/stream_executor/stream.h" in text and "tensorflow/core/framework/op_kernel.h" in text
