@@ -7,6 +7,7 @@ content, so a no-op rebuild loads nothing."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,10 +109,17 @@ def verify(plan: BuildPlan, tc: Toolchain, options: Any, built_dir: Path, cache:
             results[target.key] = dict(cached)
         else:
             todo.setdefault(target.framework, []).append(target)
+
+    def probe(name: str) -> dict:
+        return frameworks.get(name).probe(tc.framework(name), [built_dir / t.library for t in todo[name]], options,
+                                          early=(early_probes or {}).get(name))
+
+    # Each framework's probe is its own process: they run side by side (a build's last step).
+    with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
+        futures = {name: pool.submit(probe, name) for name in todo}
     for name, targets in todo.items():
         seam = frameworks.get(name)
-        probed = seam.probe(tc.framework(name), [built_dir / t.library for t in targets], options,
-                            early=(early_probes or {}).get(name))
+        probed = futures[name].result()  # in plan order, so the first framework's error is the one raised
         for target in targets:
             found = probed[str(built_dir / target.library)]
             if "error" in found:
