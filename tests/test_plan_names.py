@@ -165,6 +165,11 @@ def test_error_summary_keeps_link_errors_and_drops_warnings():
     assert "b.cc:3:1: error: expected ';' before '}' token" in found
     assert not any("warning" in line for line in found)
     assert diagnostics("nvlink error   : Undefined reference to '_Z3fooi' in 'k.o'")  # nvlink's spelling
+    # lld's and mold's spelling, with the source that referenced the symbol.
+    lld = ["ld.lld: error: undefined symbol: launchClamp(float const*, float*, long)",
+           ">>> referenced by gpu_clamp.cpp:41 (ops/tensorrt/gpu_clamp/gpu_clamp.cpp:41)",
+           "mold: error: undefined symbol: PyLong_FromLong"]
+    assert diagnostics("\n".join(lld)) == lld
     # The paragraph shows those, not the last lines of output (another job's warnings).
     from trtis_build.core.errors import BuildError
 
@@ -218,3 +223,24 @@ def test_kernels_are_compiled_again_where_flags_differ_or_their_op_is_not_built(
     op_toml.write_text(original.replace('version = "1.0.0"', 'version = "1.0.0"\nkernel_library = false'))
     apart = make_plan(discover(root, default_namespace="trtis"), tc, output_dir=Path("/out"))
     assert all("KERNELS_FROM" not in t.sources for t in apart.targets)
+
+
+def test_undefined_symbols_and_the_frameworks_hints_read_every_linker():
+    from trtis_build.builder.link_errors import undefined_symbols
+    from trtis_build.frameworks.tensorrt import TensorRT
+    from trtis_build.frameworks.torch import Torch
+
+    gnu = "a.cc:(.text+0x1a): undefined reference to `cudaGetDevice'\ncollect2: error: ld returned 1 exit status"
+    gold = "a.cc:12: error: undefined reference to 'PyLong_FromLong'"
+    lld = "ld.lld: error: undefined symbol: cudaGetDevice\n>>> referenced by a.cc:12\n" \
+          "ld.lld: error: undefined symbol: getPluginRegistry\nld.lld: error: undefined symbol: cudaGetDevice"
+    assert undefined_symbols(gnu) == ["cudaGetDevice"]
+    assert undefined_symbols(gold) == ["PyLong_FromLong"]
+    assert undefined_symbols(lld) == ["cudaGetDevice", "getPluginRegistry"]
+    assert undefined_symbols("a.cc:3:1: error: expected ';'") == []
+    for log in (gnu, "mold: error: undefined symbol: cudaMalloc"):
+        assert "a --no-cuda build leaves out" in TensorRT().failure_hint(log, undefined_symbols(log))
+    assert "REGISTER_TENSORRT_PLUGIN" in TensorRT().failure_hint(lld, undefined_symbols(lld))
+    for log in (gold, "ld.lld: error: undefined symbol: pybind11::detail::get_type_info(std::type_index const&)"):
+        assert "python = true" in Torch().failure_hint(log, undefined_symbols(log))
+    assert Torch().failure_hint(gnu, undefined_symbols(gnu)) is None

@@ -24,6 +24,7 @@ from ..core.options import Options
 from ..ops import names
 from ..ops.discover import discover
 from . import compiler_cache
+from .link_errors import LINK_DIAGNOSTIC, undefined_symbols
 from . import toolchain as toolchain_stage
 from .compile_launcher import SOURCE_LINK
 from .plan import BuildPlan, make_plan, write_plan
@@ -38,10 +39,6 @@ OWNED_MARK = ".trtis-build-owned"  # in every directory the driver may delete
 LOCK_TIMEOUT_S = 3600.0
 # gcc/clang "file:line:col: error: ..." and nvcc/cudafe "file(line): error: ...".
 DIAGNOSTIC = re.compile(r"^(?P<loc>[^\s:()][^:()]*(?::\d+(?::\d+)?|\(\d+\))): (?:fatal )?error\b.*$")
-# The linker's errors carry no line number: "undefined reference to", "ld: ... cannot find".
-# Case-insensitive: nvlink says "Undefined reference".
-LINK_DIAGNOSTIC = re.compile(r"(undefined reference to|multiple definition of|\bld(\.\w+)?: .*(cannot find|error)|"
-                             r"collect2: error)", re.I)
 
 
 @dataclass(frozen=True)
@@ -144,7 +141,7 @@ def compile_launcher(options: Options, cache_command: list[str]) -> list[str]:
 
 def diagnostics(output: str, limit: int = 20) -> list[str]:
     found = [line.strip() for line in output.splitlines()
-             if DIAGNOSTIC.match(line.strip()) or LINK_DIAGNOSTIC.search(line)]
+             if DIAGNOSTIC.match(line.strip()) or LINK_DIAGNOSTIC.search(line.strip())]
     return list(dict.fromkeys(found))[:limit]
 
 
@@ -219,8 +216,9 @@ def _compile(options: Options, tc, plan: BuildPlan, progress: Progress, targets:
             # The tail may have cut the first error: scan the whole log.
             text = log.read_text(errors="replace")
             error.diagnostics = diagnostics(text) or error.diagnostics
+            undefined = undefined_symbols(text)
             for name in sorted({target.framework for target in plan.targets}):
-                hint = framework_seams.get(name).failure_hint(text)
+                hint = framework_seams.get(name).failure_hint(text, undefined)
                 if hint:
                     error.hint = f"{hint}; the previous bundle was kept"
                     break

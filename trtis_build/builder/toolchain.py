@@ -74,7 +74,7 @@ class Toolchain:
         """The -fuse-ld= value (lld, mold, gold), or None for the compiler's own linker."""
         if self.linker is None:
             return None
-        return next(name for name, program in LINKERS.items() if os.path.basename(self.linker.path) == program)
+        return _linker_name(self.linker.path)
 
     def default_cuda_archs(self) -> tuple[str, ...]:
         """One SASS target per major architecture from sm_75 up (binary compatibility covers
@@ -125,6 +125,7 @@ def _locate(env: Mapping[str, str], python: str, options: Any) -> dict[str, Any]
         "ninja": _which("ninja", env),
         "nvcc": _find_nvcc(env),
         "linker": _find_linker(env, options),
+        "linker_choice": _linker_choice(options),  # auto falls back where a named linker fails
         "frameworks": {seam.name: seam.locate(env, python, options) for seam in frameworks.all()},
     }
 
@@ -144,8 +145,16 @@ def _find_cxx(env: Mapping[str, str], options: Any) -> str | None:
     return os.path.abspath(found)
 
 
+def _linker_choice(options: Any) -> str:
+    return getattr(options, "linker", "auto") or "auto"
+
+
+def _linker_name(path: str) -> str:
+    return next(name for name, program in LINKERS.items() if os.path.basename(path) == program)
+
+
 def _find_linker(env: Mapping[str, str], options: Any) -> str | None:
-    choice = getattr(options, "linker", "auto") or "auto"
+    choice = _linker_choice(options)
     if choice == "system":
         return None
     found = _which(LINKERS[AUTO_LINKER if choice == "auto" else choice], env)
@@ -175,6 +184,7 @@ def fingerprint(located: Mapping[str, Any], python: str, env: Mapping[str, str])
     parts = [f"schema={CACHE_SCHEMA}", f"python={_stat_key(python)}", f"detector={_stat_key(__file__)}"]
     for key in ("cxx", "cmake", "ninja", "nvcc", "linker"):
         parts.append(f"{key}={_stat_key(located[key])}")
+    parts.append(f"linker.choice={located['linker_choice']}")
     for seam in frameworks.all():
         # The framework's own module is part of its detector.
         parts.append(f"{seam.name}.detector={_stat_key(Path(sys.modules[type(seam).__module__].__file__))}")
@@ -256,14 +266,14 @@ def _detect_linker(cxx: str, path: str | None, options: Any, problems: list[str]
     know -fuse-ld=lld). `auto` falls back to the compiler's own linker; a named one must work."""
     if path is None:
         return None
-    name = next(n for n, program in LINKERS.items() if os.path.basename(path) == program)
+    name = _linker_name(path)
     with tempfile.TemporaryDirectory(prefix="trtis-linker-") as tmp:
         source = Path(tmp, "probe.cc")
         source.write_text("int trtis_linker_probe() { return 0; }\n")
         result = process.run([cxx, f"-fuse-ld={name}", "-shared", "-fPIC", str(source), "-o", str(Path(tmp, "probe.so"))],
                              stage="toolchain", check=False, timeout=60)
     if result.returncode != 0:
-        if (getattr(options, "linker", "auto") or "auto") == "auto":
+        if _linker_choice(options) == "auto":
             problems.append(f"{path} found, but {cxx} cannot link with -fuse-ld={name}: using its own linker")
             return None
         raise ToolchainError(f"{cxx} cannot link with -fuse-ld={name}", where="option linker",

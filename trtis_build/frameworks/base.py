@@ -251,8 +251,9 @@ class Framework:
         """Further libraries the build makes per op: kind -> path inside the bundle."""
         return {}
 
-    def failure_hint(self, log: str) -> str | None:
-        """A fix for a failed compile or link of this framework's ops, read from the build log."""
+    def failure_hint(self, log: str, undefined: list[str]) -> str | None:
+        """A fix for a failed compile or link of this framework's ops, read from the build log
+        and the symbols its links left undefined (builder/link_errors.py, any linker)."""
         return None
 
     def prepare(self, ops: list["OpSpec"], toolchain: "Toolchain", build_dir: Path) -> None:

@@ -155,15 +155,15 @@ class TensorRT(Framework):
     def cmake_variables(self, info, toolchain, build_dir):
         return {"TRTIS_TRT_INCLUDE_DIR": info.include_dir, "TRTIS_AUTOLOAD_SOURCE": str(AUTOLOAD_SOURCE)}
 
-    def failure_hint(self, log):
-        if re.search(r"undefined reference to `getPluginRegistry", log):
+    def failure_hint(self, log, undefined):
+        if any(symbol.startswith("getPluginRegistry") for symbol in undefined):
             return ("the code calls TensorRT's global registry (getPluginRegistry), which a plugin library loaded "
                     "with loadLibrary does not link: register with REGISTER_TENSORRT_PLUGIN (trtis-build collects "
                     "those into a generated getCreators) or return the creators from getCreators")
-        if re.search(r"kernels/tensorrt-\w+\.so", log) and "undefined reference" in log:
+        if re.search(r"kernels/tensorrt-\w+\.so", log) and undefined:
             return ("the op's kernels call code of its plugin sources, so they cannot form a framework-free kernel "
                     "library: set kernel_library = false in op.toml")
-        if re.search(r"undefined reference to `cuda[A-Z]", log):
+        if any(re.match(r"cuda[A-Z]", symbol) for symbol in undefined):
             return ("the plugin calls the CUDA runtime, which a --no-cuda build leaves out with the CUDA sources: "
                     "build with CUDA, or guard those calls with #if TRTIS_WITH_CUDA")
         return None

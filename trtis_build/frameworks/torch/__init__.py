@@ -254,11 +254,11 @@ class Torch(Framework):
         return {"ABI": [settings["abi"]], "TARGET_VERSION": [target_hex(settings["torch_target"])],
                 "PYTHON": ["ON" if settings["python"] else "OFF"]}
 
-    def failure_hint(self, log):
+    def failure_hint(self, log, undefined):
         if "TORCH_STABLE_ONLY" in log or "should not be included when" in log:
             return ("the adapter includes a torch header outside the stable ABI: use torch/csrc/stable/* and "
                     "torch/headeronly/*, or set abi = \"exact\" in op.toml (the library is then tied to this torch)")
-        if re.search(r"undefined reference to `(_?Py|pybind11)", log):
+        if any(re.match(r"_?Py|pybind11", symbol) for symbol in undefined):
             return ("the op calls Python (pybind11 or the CPython API), which Triton's PyTorch backend does not have: "
                     "register with TORCH_LIBRARY instead of a Python module, or set python = true in op.toml "
                     "if the op is only served through the Python backend")
