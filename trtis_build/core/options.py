@@ -33,7 +33,7 @@ _KEYS: dict[str, str] = {
 # What `compiler-cache` accepts: none, or sccache (its storage comes from its own settings).
 COMPILER_CACHES = ("none", "sccache")
 # What `linker` accepts: auto (lld when installed, else the compiler's own), system (the
-# compiler's own), or one by name (builder/toolchain.py LINKERS).
+# compiler's own), or one by name, whose program is ld.<name> (builder/toolchain.py).
 LINKERS = ("auto", "system", "lld", "mold", "gold")
 
 PATH_FIELDS = ("build_dir", "bundle_dir", "tensorrt_root", "tensorrt_python_path")

@@ -180,9 +180,8 @@ class TensorFlow(Framework):
             flavor = pch_flavor(op, cuda_enabled)
             if flavor:
                 sources[flavor] = sources.get(flavor, 0) + len(op.sources)
-        family = toolchain.cxx_family if toolchain.cxx_family in PCH_SOURCES_PER_JOB else "gcc"
         jobs = getattr(options, "jobs", None) or os.cpu_count() or 1
-        needed = max(PCH_MIN_SOURCES[family], PCH_SOURCES_PER_JOB[family] * jobs)
+        needed = max(PCH_MIN_SOURCES[toolchain.cxx_family], PCH_SOURCES_PER_JOB[toolchain.cxx_family] * jobs)
         pays = choice == "auto" and getattr(options, "compiler_cache", "none") == "none"
         return {"TRTIS_TF_PCH": sorted(flavor for flavor, count in sources.items()
                                        if choice == "on" or (pays and count >= needed))}
